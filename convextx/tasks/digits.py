@@ -1,0 +1,95 @@
+"""scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes) as token sequences.
+
+The default data set of the ``convextx demo``; offline (``sklearn.datasets.load_digits`` ships the
+data). Pixels 0..16 are scaled to [0, 1] by pixel / 16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convextx.tasks import _checks
+from convextx.tasks.base import Task
+
+LAYOUTS = ("rows", "patches")
+
+
+def image_tokens(images: np.ndarray, layout: str) -> np.ndarray:
+    """Tokens (N, n, f) of images (N, 8, 8).
+
+    ``"rows"``: token r is image row r (n = 8, f = 8).
+    ``"patches"``: the 4 x 4 grid of 2 x 2 patches, token 4 * i + j is the patch at grid row i,
+    column j, its 4 pixels in row-major order (n = 16, f = 4).
+    """
+    _checks.choice("layout", layout, LAYOUTS)
+    if images.ndim != 3 or images.shape[1:] != (8, 8):
+        raise ValueError(f"images must have shape (N, 8, 8), got {images.shape}")
+    if layout == "rows":
+        return images
+    N = images.shape[0]
+    return images.reshape(N, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(N, 16, 4)
+
+
+def _stratified_split(
+    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled index arrays (train, test); each class puts round(test_fraction * count) in test."""
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        k = round(test_fraction * len(members))
+        test.append(members[:k])
+        train.append(members[k:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def digits(
+    *,
+    layout: str = "rows",
+    positions: bool = False,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> Task:
+    """10-class classification of the sklearn digits, split stratified by class.
+
+    X (N, n, f) = ``image_tokens(images / 16, layout)``: rows (n = 8, f = 8) or 2 x 2 patches
+    (n = 16, f = 4). With ``positions=True`` a one-hot of the token index is appended to every
+    token (d = f + n). No tokens (the task is not discrete).
+
+    metadata: ``config``, ``embedding``, ``index_train`` and ``index_test`` (the samples' indices
+    into ``load_digits().images``).
+    """
+    config = dict(locals())  # the arguments, before any other local exists
+    _checks.choice("layout", layout, LAYOUTS)
+    if not isinstance(positions, bool):
+        raise ValueError(f"positions must be a bool, got {positions!r}")
+    test_fraction = _checks.fraction("test_fraction", test_fraction)
+    (rng,) = _checks.generators(seed, 1)
+    # imported here: scikit-learn takes seconds to import, and only this task needs it
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    X = image_tokens(data.images / 16.0, layout)
+    N, n, f = X.shape
+    description = f"{layout}: {n} tokens of {f} pixels / 16"
+    if positions:
+        X = np.concatenate([X, np.broadcast_to(np.eye(n), (N, n, n))], axis=-1)
+        description += f", then one_hot(k, {n}) appended, d = {f + n}"
+    train, test = _stratified_split(data.target, test_fraction, rng)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"test_fraction={test_fraction} leaves an empty split")
+    return Task(
+        name="digits",
+        problem="classification",
+        X_train=X[train],
+        X_test=X[test],
+        y_train=data.target[train],
+        y_test=data.target[test],
+        num_classes=10,
+        metadata={
+            "config": config,
+            "embedding": description,
+            "index_train": train,
+            "index_test": test,
+        },
+    )
