@@ -1,0 +1,140 @@
+"""GSS mixer: FFT convolution vs direct sum, causality, length generalisation, options.
+
+Shapes are shared between tests so each JAX program compiles once (the CPU is small).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from baselines import gss
+from baselines.registry import LayerConfig, get_mixer
+
+CFG = LayerConfig(width=8, options={"state_size": 6})
+_apply = jax.jit(lambda params, x: gss.apply(params, x, CFG)[0])
+
+
+@pytest.fixture(scope="module")
+def params():
+    return jax.jit(lambda key: gss.init(key, CFG))(jax.random.key(0))
+
+
+def _direct_dss_kernel(dss, length):
+    """K[h, k] from the defining sum, term by term in numpy complex128."""
+    lam = -np.exp(np.asarray(dss["lambda_re"])) + 1j * np.exp(np.asarray(dss["lambda_im"]))
+    c = np.asarray(dss["c_re"]) + 1j * np.asarray(dss["c_im"])
+    kernel = np.zeros((c.shape[0], length))
+    for h in range(c.shape[0]):
+        for k in range(length):
+            kernel[h, k] = np.real(np.sum(c[h] * (np.exp(lam) - 1) / lam * np.exp(lam * k)))
+    return kernel
+
+
+def _direct_causal_conv(u, kernel):
+    """The O(L^2) convolution y[b, t, h] = sum_{s <= t} kernel[h, t - s] u[b, s, h]."""
+    u, kernel = np.asarray(u), np.asarray(kernel)
+    y = np.zeros_like(u)
+    for t in range(u.shape[1]):
+        for s in range(t + 1):
+            y[:, t, :] += kernel[:, t - s] * u[:, s, :]
+    return y
+
+
+@pytest.mark.parametrize("init", gss.INITS)
+def test_fft_conv_of_dss_kernel_equals_direct_convolution(params, init):
+    dss = params["dss"] if init == "normal" else gss.init_dss(jax.random.key(1), 2, 6, init)
+    kernel = gss.dss_kernel(dss, 33)
+    np.testing.assert_allclose(kernel, _direct_dss_kernel(dss, 33), rtol=0, atol=1e-10)
+    u = jax.random.normal(jax.random.key(2), (2, 33, 2))
+    assert u.dtype == kernel.dtype == jnp.float64
+    np.testing.assert_allclose(
+        gss.causal_fft_conv(u, kernel), _direct_causal_conv(u, kernel), rtol=0, atol=1e-10
+    )
+
+
+def test_registered_and_shapes(params):
+    x = jnp.ones((3, 5, 8))
+    assert get_mixer("gss") is gss.GSS
+    assert params["w_v"].shape == (8, 32)  # F = 4E
+    assert params["w_u"].shape == (8, 2)  # H = E / 4
+    assert params["w_uc"].shape == (2, 32) and params["w_o"].shape == (32, 8)
+    assert params["dss"]["c_re"].shape == (2, 6) and params["dss"]["lambda_re"].shape == (6,)
+    y, aux = jax.eval_shape(lambda p, x: gss.GSS.apply(p, x, CFG, train=True), params, x)
+    assert y.shape == (3, 5, 8) and y.dtype == x.dtype
+    assert aux == {}
+
+
+@pytest.mark.parametrize("init", gss.INITS)
+def test_gss_is_causal(params, init):
+    if init != "normal":
+        params = params | {"dss": gss.init_dss(jax.random.key(3), 2, 6, init)}
+    x = jax.random.normal(jax.random.key(4), (2, 24, 8))
+    y = _apply(params, x)
+    noise = jax.random.normal(jax.random.key(5), x.shape)
+    for t in (0, 7, 22):
+        x_pert = x + noise * (jnp.arange(24) > t)[None, :, None]
+        y_pert = _apply(params, x_pert)
+        np.testing.assert_allclose(y_pert[:, : t + 1], y[:, : t + 1], rtol=0, atol=1e-10)
+        assert np.max(np.abs(y_pert[:, t + 1 :] - y[:, t + 1 :])) > 1e-3
+
+
+def _loss(params, x):
+    return jnp.mean((_apply(params, x) - x) ** 2)
+
+
+_grad = jax.jit(jax.value_and_grad(_loss))
+
+
+def test_gradients_reach_every_parameter(params):
+    x = jax.random.normal(jax.random.key(6), (2, 12, 8))
+    _, grads = _grad(params, x)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert bool(jnp.all(jnp.isfinite(g))), path
+        assert float(jnp.max(jnp.abs(g))) > 0, path
+
+
+def test_trained_short_runs_long_and_prefix_consistent(params):
+    """Trained (gradient steps, loss goes down) at L = 12, applied at L = 24: no code change, and
+    the first 12 outputs equal those of the 12-token prefix (causal kernel sized to the input)."""
+    x_short = jax.random.normal(jax.random.key(6), (2, 12, 8))
+    first, _ = _grad(params, x_short)
+    for _ in range(5):
+        loss, grads = _grad(params, x_short)
+        params = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
+    assert float(_loss(params, x_short)) < float(first)
+    x_long = jax.random.normal(jax.random.key(7), (2, 24, 8))
+    y_long = _apply(params, x_long)
+    assert bool(jnp.all(jnp.isfinite(y_long)))
+    np.testing.assert_allclose(y_long[:, :12], _apply(params, x_long[:, :12]), rtol=0, atol=1e-10)
+
+
+def test_loguniform_init_has_long_memory():
+    """The ablation init keeps kernel mass far from t = 0; the paper's normal init decays fast."""
+
+    def tail_fraction(init):
+        dss = gss.init_dss(jax.random.key(8), 2, 6, init)
+        kernel = np.abs(np.asarray(gss.dss_kernel(dss, 512)))
+        return kernel[:, 100:].sum() / kernel.sum()
+
+    assert tail_fraction("loguniform") > 0.5 > 0.01 > tail_fraction("normal")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"init": "hippo"}, "'init'"),
+        ({"state_size": 0}, "'state_size'"),
+        ({"ssm_width": 2.5}, "'ssm_width'"),
+        ({"gate_width": -1}, "'gate_width'"),
+    ],
+)
+def test_bad_options_raise(options, match):
+    with pytest.raises(ValueError, match=match):
+        gss.init(jax.random.key(0), LayerConfig(width=8, options=options))
+
+
+def test_bad_input_shape_raises(params):
+    for shape in [(2, 5, 7), (5, 8)]:
+        with pytest.raises(ValueError, match=r"x must have shape \(B, L, 8\)"):
+            gss.apply(params, jnp.ones(shape), CFG)
