@@ -27,10 +27,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from baselines.attention import dense
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
+from baselines.transformer import layer_norm
 
 INITS = ("normal", "loguniform")
-_LN_EPS = 1e-5
 
 
 class GSSSettings(NamedTuple):
@@ -66,16 +67,11 @@ def settings(cfg: LayerConfig) -> GSSSettings:
     )
 
 
-def _dense(key: jax.Array, fan_in: int, fan_out: int) -> jax.Array:
-    """LeCun-normal (fan_in, fan_out) weight: unit-variance outputs for unit-variance inputs."""
-    return jax.random.normal(key, (fan_in, fan_out)) / math.sqrt(fan_in)
-
-
 def init_dss(key: jax.Array, ssm_width: int, state_size: int, init: str = "normal") -> Params:
     """Parameters of the simplified DSS on H = ``ssm_width`` channels with N = ``state_size``.
 
     Lambda = -exp(lambda_re) + i exp(lambda_im): (N,), shared by the channels; C = c_re + i c_im:
-    (H, N); d: (H,) skip; norm_scale, norm_bias: (H,) LayerNorm of the DSS input.
+    (H, N); d: (H,) skip; norm: {"scale", "bias"} (H,), LayerNorm of the DSS input.
     "normal": every DSS parameter ~ N(0, 1) (the paper's random init). "loguniform": decay
     rates exp(lambda_re) log-uniform in [1e-3, 1e-1] and frequencies exp(lambda_im) spread over
     (0, pi), the Nyquist band of the fixed step Delta = 1 (higher ones would alias).
@@ -97,8 +93,7 @@ def init_dss(key: jax.Array, ssm_width: int, state_size: int, init: str = "norma
         "c_re": jax.random.normal(k_c_re, (ssm_width, state_size)),
         "c_im": jax.random.normal(k_c_im, (ssm_width, state_size)),
         "d": jax.random.normal(k_d, (ssm_width,)),
-        "norm_scale": jnp.ones((ssm_width,)),
-        "norm_bias": jnp.zeros((ssm_width,)),
+        "norm": {"scale": jnp.ones((ssm_width,)), "bias": jnp.zeros((ssm_width,))},
     }
 
 
@@ -125,16 +120,10 @@ def causal_fft_conv(u: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.fft.irfft(u_f * k_f[None], n=2 * length, axis=1)[:, :length].astype(u.dtype)
 
 
-def _layer_norm(u: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
-    mean = u.mean(-1, keepdims=True)
-    var = u.var(-1, keepdims=True)
-    return (u - mean) * jax.lax.rsqrt(var + _LN_EPS) * scale + bias
-
-
 def dss_apply(dss: Params, u: jax.Array) -> jax.Array:
     """Simplified DSS on u: (B, L, H) -> (B, L, H): LayerNorm (per token, as in lucidrains'
     gated-state-spaces), causal convolution with ``dss_kernel`` for this L, plus the skip d * u."""
-    u = _layer_norm(u, dss["norm_scale"], dss["norm_bias"])
+    u = layer_norm(u, dss["norm"])
     return causal_fft_conv(u, dss_kernel(dss, u.shape[1])) + dss["d"] * u
 
 
@@ -143,10 +132,10 @@ def init(key: jax.Array, cfg: LayerConfig) -> Params:
     s = settings(cfg)
     k_v, k_u, k_uc, k_o, k_dss = jax.random.split(key, 5)
     return {
-        "w_v": _dense(k_v, s.width, s.gate_width),
-        "w_u": _dense(k_u, s.width, s.ssm_width),
-        "w_uc": _dense(k_uc, s.ssm_width, s.gate_width),
-        "w_o": _dense(k_o, s.gate_width, s.width),
+        "w_v": dense(k_v, s.width, s.gate_width),
+        "w_u": dense(k_u, s.width, s.ssm_width),
+        "w_uc": dense(k_uc, s.ssm_width, s.gate_width),
+        "w_o": dense(k_o, s.gate_width, s.width),
         "b_o": jnp.zeros((s.width,)),
         "dss": init_dss(k_dss, s.ssm_width, s.state_size, s.init),
     }
