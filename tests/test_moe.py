@@ -1,0 +1,248 @@
+"""MoE ffn: routing vs a per-token dense reference, capacity drops vs an independent count,
+the auxiliary losses vs their formulas, gradients to the router, jitter, option checks.
+
+Shapes are shared between tests so each JAX program compiles once (the CPU is small).
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from baselines import moe
+from baselines.registry import LayerConfig, get_ffn
+
+
+def _key(seed):
+    # rbg keys: threefry compiles anew for every shape, seconds each on the small test CPU.
+    return jax.random.key(seed, impl="rbg")
+
+
+def _normal(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
+
+
+WIDTH, EXPERTS, LENGTH = 6, 3, 10
+
+
+def _cfg(**options):
+    causal = options.pop("causal", False)
+    options = {"num_experts": EXPERTS, **options}
+    return LayerConfig(width=WIDTH, hidden_ratio=2, causal=causal, options=options)
+
+
+@pytest.fixture(scope="module")
+def params():
+    # A router of unit scale (not the small init) so the routing is far from uniform.
+    p = jax.jit(lambda key: moe.init(key, _cfg()))(_key(0))
+    return p | {"router": _normal(1, p["router"].shape)}
+
+
+@pytest.fixture(scope="module")
+def x():
+    return _normal(2, (2, LENGTH, WIDTH))
+
+
+@functools.cache
+def _compiled(options, train):
+    cfg = _cfg(**dict(options))
+    return jax.jit(lambda p, x, key: moe.apply(p, x, cfg, key=key, train=train))
+
+
+def _apply(params, x, cfg, key=None, train=False):
+    """moe.apply, jitted once per (options, train)."""
+    options = tuple(sorted(cfg.options.items())) + (("causal", cfg.causal),)
+    return _compiled(options, train)(params, x, key)
+
+
+def _expert_np(experts, e, v):
+    h = v @ np.asarray(experts["w1"][e]) + np.asarray(experts["b1"][e])
+    gelu = np.asarray(jax.nn.gelu(jnp.asarray(h)))
+    return gelu @ np.asarray(experts["w2"][e]) + np.asarray(experts["b2"][e])
+
+
+def _reference(params, x, top_k, causal=False, capacity=None):
+    """Token-by-token y = sum over kept choices of gate * expert(x), and the drop count.
+
+    Slots are given first come, first served per expert: in choice-major order (all first choices
+    in token order, then all second choices), or token-major when ``causal``.
+    """
+    x, router = np.asarray(x), np.asarray(params["router"])
+    y, dropped = np.zeros_like(x), 0
+    for b in range(x.shape[0]):
+        logits = x[b] @ router
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        experts = np.argsort(-probs, axis=-1)[:, :top_k]  # (S, k)
+        gates = np.take_along_axis(probs, experts, -1)
+        if top_k > 1:
+            gates /= gates.sum(-1, keepdims=True)
+        order = [(s, j) for s in range(x.shape[1]) for j in range(top_k)]
+        if not causal:
+            order.sort(key=lambda sj: sj[1])
+        used = np.zeros(EXPERTS, int)
+        for s, j in order:
+            e = experts[s, j]
+            if capacity is not None and used[e] >= capacity:
+                dropped += 1
+                continue
+            used[e] += 1
+            y[b, s] += gates[s, j] * _expert_np(params["experts"], e, x[b, s])
+    return y, dropped
+
+
+def test_registered_and_shapes(params, x):
+    assert get_ffn("moe") is moe.MOE
+    assert params["router"].shape == (WIDTH, EXPERTS)
+    assert params["experts"]["w1"].shape == (EXPERTS, WIDTH, 2 * WIDTH)
+    assert params["experts"]["w2"].shape == (EXPERTS, 2 * WIDTH, WIDTH)
+    y, aux = jax.eval_shape(lambda p, x: moe.MOE.apply(p, x, _cfg()), params, x)
+    assert y.shape == x.shape
+    assert {k: v.shape for k, v in aux.items()} == {
+        "aux_loss": (),
+        "balance_loss": (),
+        "z_loss": (),
+        "dropped_fraction": (),
+        "expert_load": (EXPERTS,),
+    }
+
+
+def test_capacity_formula():
+    s = moe.settings(_cfg(capacity_factor=1.25, top_k=2, min_capacity=4))
+    assert moe.capacity(s, 100) == math.ceil(1.25 * 100 * 2 / EXPERTS) == 84
+    s = moe.settings(_cfg(capacity_factor=1.25, top_k=1, min_capacity=4))
+    assert math.ceil(1.25 * 6 / EXPERTS) == 3 and moe.capacity(s, 6) == 4  # the minimum
+    assert moe.capacity(s, 3) == 3  # never more slots than tokens
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_ample_capacity_drops_nothing_and_equals_dense_reference(params, x, top_k):
+    cfg = _cfg(top_k=top_k, capacity_factor=float(EXPERTS))
+    y, aux = _apply(params, x, cfg)
+    assert float(aux["dropped_fraction"]) == 0.0
+    ref, dropped = _reference(params, x, top_k)
+    assert dropped == 0
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("top_k", "causal"), [(1, False), (2, False), (2, True)])
+def test_small_capacity_drops_first_come_and_reports_it(params, x, top_k, causal):
+    cfg = _cfg(top_k=top_k, capacity_factor=0.5, min_capacity=1, causal=causal)
+    slots = moe.capacity(moe.settings(cfg), LENGTH)
+    y, aux = _apply(params, x, cfg)
+    ref, dropped = _reference(params, x, top_k, causal=causal, capacity=slots)
+    assignments = x.shape[0] * LENGTH * top_k
+    assert dropped > 0
+    np.testing.assert_allclose(float(aux["dropped_fraction"]), dropped / assignments, atol=1e-12)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)  # dropped choices contribute zero
+    if top_k == 1:
+        assert int(np.sum(np.all(np.asarray(y) == 0, axis=-1))) == dropped
+
+
+def test_causal_routing_is_causal_under_drops(params, x):
+    cfg = _cfg(top_k=2, capacity_factor=0.5, min_capacity=1, causal=True)
+    y, aux = _apply(params, x, cfg)
+    assert float(aux["dropped_fraction"]) > 0
+    noise = _normal(3, x.shape)
+    for t in (0, 4, 8):
+        y_pert, _ = _apply(params, x + noise * (jnp.arange(LENGTH) > t)[None, :, None], cfg)
+        np.testing.assert_allclose(y_pert[:, : t + 1], y[:, : t + 1], rtol=0, atol=1e-12)
+
+
+def test_load_balancing_loss_hand_example():
+    probs = jnp.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2]])
+    # top-1 shares f = (3/4, 1/4), mean probabilities P = (0.65, 0.35): 2 (f . P) = 1.15
+    assert float(moe.load_balancing_loss(probs)) == pytest.approx(1.15, abs=1e-12)
+    assert float(moe.load_balancing_loss(probs.reshape(2, 2, 2))) == pytest.approx(1.15, abs=1e-12)
+    balanced = jnp.array([[0.7, 0.3], [0.3, 0.7]])
+    assert float(moe.load_balancing_loss(balanced)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_router_z_loss_hand_example():
+    logits = jnp.array([[0.0, 0.0], [math.log(3.0), 0.0]])  # logsumexp: log 2, log 4
+    expected = (math.log(2) ** 2 + math.log(4) ** 2) / 2
+    assert float(moe.router_z_loss(logits)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_aux_loss_combines_the_weighted_losses(params, x):
+    cfg = _cfg(balance_coef=0.3, z_coef=0.05)
+    _, aux = _apply(params, x, cfg)
+    r = jax.jit(lambda router, x: moe.route(router, x, moe.settings(cfg)))(params["router"], x)
+    balance, z = moe.load_balancing_loss(r.probs), moe.router_z_loss(r.logits)
+    np.testing.assert_allclose(aux["balance_loss"], balance, rtol=1e-12)
+    np.testing.assert_allclose(aux["z_loss"], z, rtol=1e-12)
+    np.testing.assert_allclose(aux["aux_loss"], 0.3 * balance + 0.05 * z, rtol=1e-12)
+    experts = np.asarray(r.expert).ravel()
+    np.testing.assert_allclose(aux["expert_load"], np.bincount(experts, minlength=EXPERTS) / 20)
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_gradients_reach_the_router(params, x, top_k):
+    weights = _normal(4, x.shape)
+    no_aux = _cfg(top_k=top_k, balance_coef=0.0, z_coef=0.0)
+    only_aux = _cfg(top_k=top_k)
+
+    @jax.jit
+    def grads(p):
+        def output_loss(p):
+            return jnp.sum(moe.apply(p, x, no_aux)[0] * weights)
+
+        def aux_loss(p):
+            return moe.apply(p, x, only_aux)[1]["aux_loss"]
+
+        return jax.grad(output_loss)(p)["router"], jax.grad(aux_loss)(p)["router"]
+
+    through_combine, through_aux = grads(params)
+    assert float(jnp.max(jnp.abs(through_combine))) > 1e-6
+    assert float(jnp.max(jnp.abs(through_aux))) > 1e-6
+
+
+def test_jitter_only_in_training(params, x):
+    cfg = _cfg(jitter=0.2)
+    y_eval, _ = _apply(params, x, cfg)
+    y_plain, _ = _apply(params, x, _cfg())
+    np.testing.assert_array_equal(y_eval, y_plain)
+    y_a, aux_a = _apply(params, x, cfg, key=_key(5), train=True)
+    y_b, _ = _apply(params, x, cfg, key=_key(6), train=True)
+    jittered = jax.jit(
+        lambda router, x, key: moe.route(router, x, moe.settings(cfg), key=key, train=True).logits
+    )(params["router"], x, _key(5))
+    assert float(jnp.max(jnp.abs(jittered - x @ params["router"]))) > 1e-3
+    assert float(jnp.max(jnp.abs(y_a - y_b))) > 0
+    assert bool(jnp.all(jnp.isfinite(aux_a["aux_loss"])))
+    with pytest.raises(ValueError, match="key is required"):
+        moe.apply(params, x, cfg, train=True)
+
+
+def test_router_runs_in_at_least_float32(params, x):
+    half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    x = x.astype(jnp.bfloat16)
+    r = jax.eval_shape(lambda p, x: moe.route(p["router"], x, moe.settings(_cfg())), half, x)
+    assert r.logits.dtype == jnp.float32 and r.combine.dtype == jnp.float32
+    y, _ = jax.eval_shape(lambda p, x: moe.apply(p, x, _cfg()), half, x)
+    assert y.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"num_experts": 0}, "'num_experts'"),
+        ({"top_k": 4}, "'top_k'"),
+        ({"capacity_factor": 0.0}, "'capacity_factor'"),
+        ({"min_capacity": 1.5}, "'min_capacity'"),
+        ({"jitter": 1.0}, "'jitter'"),
+        ({"balance_coef": -1.0}, "'balance_coef'"),
+        ({"z_coef": "big"}, "'z_coef'"),
+    ],
+)
+def test_bad_options_raise(options, match):
+    with pytest.raises(ValueError, match=match):
+        moe.init(_key(0), _cfg(**options))
+
+
+def test_bad_input_shape_raises(params):
+    with pytest.raises(ValueError, match=r"x must have shape \(B, L, 6\)"):
+        moe.apply(params, jnp.ones((2, 5, 4)), _cfg())
