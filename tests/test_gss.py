@@ -3,6 +3,8 @@
 Shapes are shared between tests so each JAX program compiles once (the CPU is small).
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from baselines import gss
 from baselines import transformer as tf
 from baselines.registry import LayerConfig, get_mixer
 from baselines.train import train
+from experiments import bench_gss
 
 
 def _key(seed):
@@ -190,3 +193,22 @@ def test_trains_in_transformer_with_shared_loop_and_generalizes_to_longer_sequen
     x_long, y_long = _delayed_copy(32, 64, seed=1)
     logits, _ = jax.jit(lambda p, x: tf.apply(p, x, cfg))(result.params, x_long)
     assert float(jnp.mean(jnp.argmax(logits, -1) == y_long)) > 0.95
+
+
+def test_bench_loglog_slope_recovers_a_power_law():
+    lengths = [256, 1024, 4096]
+    assert bench_gss.loglog_slope(lengths, [3e-9 * n**2 for n in lengths]) == pytest.approx(2.0)
+    assert bench_gss.loglog_slope([256], [1.0]) is None
+
+
+@pytest.mark.slow
+def test_bench_runs_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--lengths", "16", "32", "--repeats", "1", "--fit-min-len", "16", "--out", str(out)]
+    result = bench_gss.main(argv)
+    assert json.loads(out.read_text()) == result
+    assert [r["L"] for r in result["rows"]] == [16, 32]
+    for row in result["rows"]:
+        assert row["softmax_over_gss"] == pytest.approx(row["softmax_s"] / row["gss_s"])
+    assert set(result["loglog_slope"]) == {"gss", "softmax"}
+    assert bench_gss.main([*argv, "--resume"])["rows"] == result["rows"]  # nothing re-measured
