@@ -1,0 +1,50 @@
+"""Certified solvers for composite convex problems ``loss(A x) + beta * Omega(x)``.
+
+Knows nothing about attention: a problem is a linear ``predict`` map, a loss and a gauge
+penalty; ``solve`` returns a solution with a duality-gap certificate.
+
+    prob = solvers.Problem(predict=f, shape=(n, d), loss=solvers.SquaredLoss(y),
+                           penalty=solvers.GroupL2(beta, axis=-1))
+    res = solvers.solve(prob, method="fista", tol=1e-8)
+"""
+
+from solvers.certificate import Certificate, duality_gap, is_solved
+from solvers.cvxpy_backend import CVXPY_SOLVERS, SolverError, materialize
+from solvers.fista import FISTA, FistaState
+from solvers.losses import LOSSES, LogisticLoss, Loss, SoftmaxCrossEntropy, SquaredLoss, make_loss
+from solvers.path import PathResult, beta_max, regularization_path
+from solvers.penalties import L1, GroupL2, NonNegative, Penalty, StochasticGauge
+from solvers.problem import Problem
+from solvers.solve import METHODS, SolveResult, solve
+from solvers.support import active_groups, reduce_support
+
+__all__ = [
+    "CVXPY_SOLVERS",
+    "FISTA",
+    "L1",
+    "LOSSES",
+    "METHODS",
+    "Certificate",
+    "FistaState",
+    "GroupL2",
+    "LogisticLoss",
+    "Loss",
+    "NonNegative",
+    "PathResult",
+    "Penalty",
+    "Problem",
+    "SolveResult",
+    "SolverError",
+    "SoftmaxCrossEntropy",
+    "SquaredLoss",
+    "StochasticGauge",
+    "active_groups",
+    "beta_max",
+    "duality_gap",
+    "is_solved",
+    "make_loss",
+    "materialize",
+    "reduce_support",
+    "regularization_path",
+    "solve",
+]

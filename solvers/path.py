@@ -1,0 +1,74 @@
+"""Regularization paths: solve for decreasing beta with warm starts from beta_max."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from solvers.problem import Problem
+from solvers.solve import SolveResult, solve
+
+
+def beta_max(problem: Problem) -> float:
+    """The smallest beta for which x = 0 is optimal: ``Omega°(-A^T grad L(0))`` (closed form).
+
+    x = 0 is optimal iff 0 is in grad L(0) composed with A plus beta * dOmega(0), i.e. iff
+    the dual norm of -A^T grad L(0) is at most beta.
+    """
+    zero = problem.zeros()
+    grad = problem.adjoint(problem.loss.grad(problem.predict(zero)))
+    return float(problem.penalty.dual_norm(-grad))
+
+
+@dataclasses.dataclass(frozen=True)
+class PathResult:
+    """betas (decreasing) and the certified result at each."""
+
+    betas: np.ndarray
+    results: list[SolveResult]
+
+    @property
+    def objectives(self) -> np.ndarray:
+        return np.array([r.objective for r in self.results])
+
+    @property
+    def gaps(self) -> np.ndarray:
+        return np.array([r.gap for r in self.results])
+
+
+def regularization_path(
+    problem: Problem,
+    betas: Any = None,
+    num: int = 10,
+    min_ratio: float = 1e-3,
+    method: str = "fista",
+    **solve_options: Any,
+) -> PathResult:
+    """Solve ``problem`` for each beta, largest first, warm-starting each solve from the last.
+
+    betas: explicit values (sorted decreasing before solving), or None for ``num`` values
+      log-spaced from beta_max down to ``min_ratio * beta_max``.
+    """
+    if betas is None:
+        if not (isinstance(num, int) and num >= 1):
+            raise ValueError(f"num must be an int >= 1; got {num!r}")
+        if not 0 < min_ratio < 1:
+            raise ValueError(f"min_ratio must be in (0, 1); got {min_ratio!r}")
+        top = beta_max(problem)
+        if top <= 0:
+            raise ValueError(
+                "beta_max is 0: x = 0 is optimal for every beta (the targets are fit by 0)"
+            )
+        betas = np.geomspace(top, top * min_ratio, num)
+    betas = np.sort(np.asarray(betas, dtype=float).ravel())[::-1]
+    if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0):
+        raise ValueError(f"betas must be finite and > 0; got {betas}")
+    results, x = [], None
+    for beta in betas:
+        result = solve(problem.with_beta(beta), method=method, x0=x, **solve_options)
+        results.append(result)
+        x = jnp.asarray(result.x) if method == "fista" else None
+    return PathResult(betas=betas, results=results)

@@ -1,0 +1,146 @@
+"""The composite convex problem ``min_x loss(predict(x)) + penalty(x)`` (+ a simple constraint).
+
+``predict`` is a LINEAR map (a JAX function) from the variable of fixed ``shape`` to
+predictions. Pass it as ``jax.tree_util.Partial(f, data...)`` to make the data an argument of
+the compiled solver rather than a constant baked into it: required for large data and for data
+sharded over several devices (``jax.sharding``), recommended always.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from solvers._pytree import pytree_dataclass
+from solvers.losses import Loss
+from solvers.penalties import NonNegative, Penalty
+
+Array = jax.Array
+
+
+def default_dtype() -> Any:
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def _cast_floating(tree: Any, dtype: Any) -> Any:
+    """Cast the floating array leaves of ``tree`` to ``dtype`` (integer labels are kept)."""
+
+    def cast(leaf: Any) -> Any:
+        if (
+            hasattr(leaf, "dtype")
+            and jnp.issubdtype(leaf.dtype, jnp.floating)
+            and leaf.dtype != dtype
+        ):
+            return jnp.asarray(leaf, dtype)
+        return leaf
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+@pytree_dataclass(["predict", "loss", "penalty"])
+class Problem:
+    """``min_x  loss(predict(x)) + penalty(x)``, x of shape ``shape``, optionally x >= 0.
+
+    predict: linear map x -> predictions whose shape the loss accepts (e.g. (N,) or (N, c)).
+    shape: shape of the variable x.   loss: a ``solvers.Loss``.   penalty: a ``solvers.Penalty``.
+    constraint: ``solvers.NonNegative()`` or None; folded into the penalty (its prox stays exact).
+    dtype: float dtype of the solve (default float64 if jax x64 is enabled, else float32); the
+      floating data in predict (a Partial's arrays), the loss and the penalty are cast to it.
+    check_linear: verify on random points that predict is linear and finite (cheap: 3 calls).
+    """
+
+    predict: Callable[[Array], Array]
+    shape: tuple[int, ...]
+    loss: Loss
+    penalty: Penalty
+    constraint: NonNegative | None = None
+    dtype: Any = None
+    check_linear: bool = True
+
+    def __post_init__(self) -> None:
+        if not callable(self.predict):
+            raise TypeError(
+                f"predict must be a callable x -> predictions; got {type(self.predict)}"
+            )
+        shape = self.shape
+        if isinstance(shape, int | np.integer):
+            shape = (int(shape),)
+        if not all(isinstance(s, int | np.integer) and s > 0 for s in shape):
+            raise ValueError(f"shape must be a tuple of positive ints; got {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(int(s) for s in shape))
+        if not isinstance(self.loss, Loss):
+            raise TypeError(f"loss must be a solvers loss (e.g. SquaredLoss(y)); got {self.loss!r}")
+        if not isinstance(self.penalty, Penalty):
+            raise TypeError(
+                f"penalty must be a solvers penalty (e.g. GroupL2(beta)); got {self.penalty!r}"
+            )
+        if self.constraint is not None:
+            if not isinstance(self.constraint, NonNegative):
+                raise TypeError(
+                    f"constraint must be None or NonNegative(); got {self.constraint!r}"
+                )
+            object.__setattr__(self, "penalty", self.constraint.apply(self.penalty))
+            object.__setattr__(self, "constraint", None)
+        dtype = default_dtype() if self.dtype is None else jnp.dtype(self.dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a float dtype; got {dtype}")
+        object.__setattr__(self, "dtype", jnp.dtype(dtype))
+        for name in ("predict", "loss", "penalty"):
+            object.__setattr__(self, name, _cast_floating(getattr(self, name), self.dtype))
+        self.penalty.check_shape(self.shape)
+        try:
+            out = jax.eval_shape(self.predict, jax.ShapeDtypeStruct(self.shape, self.dtype))
+        except Exception as err:  # noqa: BLE001 - re-raised with the argument named
+            raise ValueError(f"predict failed on an x of shape {self.shape}: {err}") from err
+        self.loss.check_prediction_shape(tuple(out.shape))
+        if self.check_linear:
+            self._check_linear_and_finite()
+
+    def _check_linear_and_finite(self) -> None:
+        rng = np.random.default_rng(0)
+        a = jnp.asarray(rng.standard_normal(self.shape), self.dtype)
+        b = jnp.asarray(rng.standard_normal(self.shape), self.dtype)
+        pa, pb, pab = (np.asarray(self.predict(v)) for v in (a, b, a - 2.5 * b))
+        if not (np.all(np.isfinite(pa)) and np.all(np.isfinite(pb))):
+            raise ValueError("predict(x) is not finite for finite x: the data contain NaN or inf")
+        scale = max(np.max(np.abs(pa)), np.max(np.abs(pb)), 1e-30)
+        eps = 1e3 * float(jnp.finfo(self.dtype).eps)
+        zero = np.asarray(self.predict(jnp.zeros(self.shape, self.dtype)))
+        if np.max(np.abs(zero)) > eps * scale:
+            raise ValueError("predict must be linear in x (no offset): predict(0) != 0")
+        if np.max(np.abs(pab - (pa - 2.5 * pb))) > eps * 4 * scale:
+            raise ValueError(
+                "predict must be linear in x: predict(a - 2.5 b) != predict(a) - 2.5 predict(b)"
+            )
+
+    @property
+    def size(self) -> int:
+        """Number of scalar variables."""
+        return math.prod(self.shape)
+
+    @property
+    def prediction_shape(self) -> tuple[int, ...]:
+        out = jax.eval_shape(self.predict, jax.ShapeDtypeStruct(self.shape, self.dtype))
+        return tuple(out.shape)
+
+    def zeros(self) -> Array:
+        return jnp.zeros(self.shape, self.dtype)
+
+    def objective(self, x: Array) -> Array:
+        """``loss(predict(x)) + penalty(x)``."""
+        return self.loss.value(self.predict(x)) + self.penalty.value(x)
+
+    def adjoint(self, u: Array) -> Array:
+        """``A^T u`` for the linear map A = predict; u has the prediction shape, result ``shape``."""
+        transpose = jax.linear_transpose(self.predict, jax.ShapeDtypeStruct(self.shape, self.dtype))
+        return transpose(u)[0]
+
+    def with_beta(self, beta: Any) -> Problem:
+        """The same problem with penalty strength ``beta`` (same compiled solver)."""
+        return dataclasses.replace(self, penalty=self.penalty.with_beta(beta), check_linear=False)
