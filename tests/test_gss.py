@@ -29,6 +29,8 @@ def _normal(seed, shape):
 
 CFG = LayerConfig(width=8, options={"state_size": 6})
 _apply = jax.jit(lambda params, x: gss.apply(params, x, CFG)[0])
+_dss_kernel = jax.jit(gss.dss_kernel, static_argnums=1)
+_conv = jax.jit(gss.causal_fft_conv)
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +62,11 @@ def _direct_causal_conv(u, kernel):
 @pytest.mark.parametrize("init", gss.INITS)
 def test_fft_conv_of_dss_kernel_equals_direct_convolution(params, init):
     dss = params["dss"] if init == "normal" else gss.init_dss(_key(1), 2, 6, init)
-    kernel = gss.dss_kernel(dss, 33)
+    kernel = _dss_kernel(dss, 33)
     np.testing.assert_allclose(kernel, _direct_dss_kernel(dss, 33), rtol=0, atol=1e-10)
     u = _normal(2, (2, 33, 2))
     assert u.dtype == kernel.dtype == jnp.float64
-    np.testing.assert_allclose(
-        gss.causal_fft_conv(u, kernel), _direct_causal_conv(u, kernel), rtol=0, atol=1e-10
-    )
+    np.testing.assert_allclose(_conv(u, kernel), _direct_causal_conv(u, kernel), rtol=0, atol=1e-10)
 
 
 def test_registered_and_shapes(params):
@@ -131,7 +131,7 @@ def test_loguniform_init_has_long_memory():
     tails = {}
     for init in gss.INITS:
         dss = gss.init_dss(_key(8), 2, 6, init)
-        kernel = np.abs(np.asarray(gss.dss_kernel(dss, 512)))
+        kernel = np.abs(np.asarray(_dss_kernel(dss, 512)))
         tails[init] = kernel[:, 100:].sum() / kernel.sum()
     rates, freqs = np.exp(dss["lambda_re"]), np.exp(dss["lambda_im"])
     assert np.all((rates >= 1e-3) & (rates <= 1e-1)) and np.all((freqs > 0) & (freqs < np.pi))
