@@ -20,13 +20,16 @@ arXiv 2209.04836):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from baselines import heads as head_models
 from baselines import mlp
 
 Path = tuple[str | int, ...]
@@ -209,6 +212,30 @@ def weight_matching(
     return perms
 
 
+def align(
+    params_a: Any,
+    params_b: Any,
+    spec: PermSpec,
+    *,
+    method: str = "activation",
+    features: Callable[[Any], Mapping[str, Any]] | None = None,
+) -> Any:
+    """``params_b`` with the permutations of ``spec`` that align it to ``params_a`` applied.
+
+    method: "activation" (needs ``features``: params -> {perm name: (M, n) or (M, n, k)}, see
+    :func:`activation_matching`) or "weight" (:func:`weight_matching`, data-free).
+    """
+    if method == "activation":
+        if features is None:
+            raise ValueError('method="activation" needs features (for MLPs and heads: inputs X)')
+        perms = activation_matching(features(params_a), features(params_b))
+    elif method == "weight":
+        perms = weight_matching(params_a, params_b, spec)
+    else:
+        raise ValueError(f'method must be "activation" or "weight", got {method!r}')
+    return permute(params_b, spec, perms)
+
+
 def mlp_spec(params: mlp.Params) -> dict[str, tuple[PermAxis, ...]]:
     """Spec ``{"hidden{l}": ...}`` permuting hidden layer l's units: its columns of w, its b,
     LayerNorm scale and bias, and the rows of the next layer's w."""
@@ -231,15 +258,74 @@ def align_mlp(
 ) -> mlp.Params:
     """``params_b`` with its hidden units permuted to match ``params_a``; same function.
 
-    method: "activation" (needs inputs ``X`` (N, d)) or "weight" (``X`` unused).
+    method: "activation" (on inputs ``X`` (N, d)) or "weight" (``X`` unused).
     """
-    spec = mlp_spec(params_b)
-    if method == "activation":
-        if X is None:
-            raise ValueError('X (N, d) is required for method="activation"')
-        perms = activation_matching(mlp_features(params_a, X), mlp_features(params_b, X))
-    elif method == "weight":
-        perms = weight_matching(params_a, params_b, spec)
-    else:
-        raise ValueError(f'method must be "activation" or "weight", got {method!r}')
-    return permute(params_b, spec, perms)
+    features = None if X is None else partial(mlp_features, X=X)
+    return align(params_a, params_b, mlp_spec(params_b), method=method, features=features)
+
+
+def heads_spec(heads: Mapping[str, Any]) -> dict[str, tuple[PermAxis, ...]]:
+    """Spec ``{"heads": ...}`` moving axis 0 (the head axis) of every entry of a head-sum model
+    (baselines.heads: heads dicts or trainable params alike, e.g. w1 or w1_logits, w2, a, gates)."""
+    if not isinstance(heads, Mapping) or not heads:
+        raise ValueError("heads must be a non-empty dict of arrays with the head axis first")
+    return {"heads": tuple(PermAxis((k,), 0) for k in sorted(heads))}
+
+
+def heads_features(kind: str, heads: Mapping[str, Any], X: Any) -> dict[str, Any]:
+    """``{"heads": (N, h, k)}``: each head's own contribution to ``forward(kind, heads, X)``
+    (X: (N, n, d)), flattened to k outputs; the model output is their sum over heads."""
+    h = heads["a"].shape[0]
+    one_hot = jnp.eye(h, dtype=heads["a"].dtype)
+
+    def contribution(mask: jax.Array) -> jax.Array:
+        a = heads["a"] * mask.reshape((h,) + (1,) * (heads["a"].ndim - 1))
+        return head_models.forward(kind, {**heads, "a": a}, X)
+
+    per_head = jax.vmap(contribution)(one_hot)  # (h, N, ...)
+    return {"heads": jnp.moveaxis(per_head.reshape(h, per_head.shape[1], -1), 0, 1)}
+
+
+def align_heads(
+    kind: str,
+    heads_a: Mapping[str, Any],
+    heads_b: Mapping[str, Any],
+    X: Any = None,
+    *,
+    method: str = "activation",
+) -> dict[str, Any]:
+    """``heads_b`` with its heads permuted to match ``heads_a``; same function.
+
+    method: "activation" (per-head contributions on inputs ``X`` (N, n, d)) or "weight".
+    """
+    features = None if X is None else partial(heads_features, kind, X=X)
+    return align(heads_a, heads_b, heads_spec(heads_b), method=method, features=features)
+
+
+def transformer_spec(params: Any, cfg: Any) -> dict[str, tuple[PermAxis, ...]]:
+    """Spec of the symmetries of a ``baselines.transformer`` stack (cfg: TransformerConfig).
+
+    ``"heads{i}"``: the heads of layer i's "softmax" mixer (column blocks of wq, wk, wv, row
+    blocks of wo, head_dim wide) or "simplex" mixer (logits / w1 along the head axis, wv, wo).
+    ``"ffn{i}"``: the hidden units of layer i's "mlp" FFN (columns of w1, b1, rows of w2).
+    Other layer kinds (GSS, MoE) contribute no permutation: they are aligned as they are.
+    """
+    dim = cfg.width // cfg.heads
+    spec: dict[str, tuple[PermAxis, ...]] = {}
+    layers = zip(params["layers"], cfg.mixers, cfg.ffns, strict=True)
+    for i, (layer, mixer, ffn) in enumerate(layers):
+        mix, ff = ("layers", i, "mixer"), ("layers", i, "ffn")
+        values = (PermAxis((*mix, "wv"), 1, dim), PermAxis((*mix, "wo"), 0, dim))
+        if mixer == "softmax":
+            queries_keys = (PermAxis((*mix, "wq"), 1, dim), PermAxis((*mix, "wk"), 1, dim))
+            spec[f"heads{i}"] = (*queries_keys, *values)
+        elif mixer == "simplex":
+            mixing = "logits" if "logits" in layer["mixer"] else "w1"
+            spec[f"heads{i}"] = (PermAxis((*mix, mixing), 0), *values)
+        if ffn == "mlp":
+            spec[f"ffn{i}"] = (
+                PermAxis((*ff, "w1"), 1),
+                PermAxis((*ff, "b1"), 0),
+                PermAxis((*ff, "w2"), 0),
+            )
+    return spec

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from baselines.train import Objective, supervised_objective
 
 Params = dict[str, list[dict[str, jax.Array]]]
 
@@ -61,8 +65,9 @@ class Trace(NamedTuple):
     logits: jax.Array
 
 
+@partial(jax.jit, static_argnums=1)
 def init(key: jax.Array, cfg: MLPConfig) -> Params:
-    """He-normal weights, zero biases, LayerNorm scale 1 and bias 0."""
+    """He-normal weights, zero biases, LayerNorm scale 1 and bias 0 (compiled once per cfg)."""
     dims = (cfg.in_dim, *cfg.widths, cfg.out_dim)
     keys = jax.random.split(key, len(dims) - 1)
     layers = []
@@ -151,11 +156,25 @@ def apply(params: Params, X: jax.Array) -> jax.Array:
 
 def cross_entropy(params: Params, X: jax.Array, y: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of integer labels ``y`` (N,); jit-compatible."""
-    logits = apply(params, X)
-    return -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(apply(params, X), y).mean()
 
 
 def error_rate(params: Params, X: jax.Array, y: jax.Array) -> jax.Array:
     """Fraction of ``y`` (N,) misclassified by the argmax of the logits; jit-compatible."""
     logits = apply(params, X)
     return jnp.mean(logits.argmax(-1) != y, dtype=logits.dtype)
+
+
+def penalty(params: Params, beta: float) -> jax.Array:
+    """Weight decay ``beta / 2 * sum_l |W_l|_F^2`` (biases and LayerNorm affines are free)."""
+    return beta / 2 * sum(jnp.sum(layer["w"] ** 2) for layer in params["layers"])
+
+
+def objective() -> Objective:
+    """The ``baselines.train`` objective on batches (X (B, d), y (B,) int): summed softmax
+    cross-entropy, with the number of correct argmax predictions for accuracies."""
+    return supervised_objective(
+        lambda params, X, key: (apply(params, X), {}),
+        optax.softmax_cross_entropy_with_integer_labels,
+        accuracy=True,
+    )
