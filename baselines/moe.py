@@ -19,10 +19,11 @@ The one-hot dispatch tensors take O(B L X C) = O(B L^2 k) memory: meant for the 
 sequences of the MoE experiments, not for long-context runs.
 
 Options (``cfg.options``): ``num_experts`` X (4), ``top_k`` k (1), ``capacity_factor`` (1.25),
-``min_capacity`` (4), ``jitter`` eps (0.0; 1e-2 is the value quoted for Switch): inputs times U(1 - eps,
-1 + eps) of the router when training, ``balance_coef`` (1e-2) and ``z_coef`` (1e-3) weights of the losses in
-``aux_loss``. aux: "aux_loss", "balance_loss", "z_loss", "dropped_fraction" (share of routing
-assignments dropped), "expert_load" (X,) (share of assignments choosing each expert, pre-capacity).
+``min_capacity`` (4), ``jitter`` eps (0.0; 1e-2 is the value quoted for Switch): the router's
+inputs times U(1 - eps, 1 + eps) when training, ``balance_coef`` (1e-2) and ``z_coef`` (1e-3):
+weights of the losses in ``aux_loss``. aux: "aux_loss", "balance_loss", "z_loss",
+"dropped_fraction" (share of routing assignments dropped), "expert_load" (X,) (share of
+assignments choosing each expert, before capacity).
 """
 
 from __future__ import annotations
