@@ -1,0 +1,207 @@
+"""The head-sum attention models of MATH.md eq. 8, 11, 13 and 30, with their exact penalties.
+
+``heads`` are dict pytrees (the format the convex core recovers and scores); X: (N, n, d)::
+
+    "scalar"    w1 (h, n) simplex rows, w2 (h, d), a (h,)
+                f(X_i) = sum_j (w1_j^T X_i w2_j) a_j                        (N,)
+    "vector"    w1 (h, n), w2 (h, d), a (h, c)
+                f(X_i) = sum_j (w1_j^T X_i w2_j) a_j                        (N, c)
+    "gated"     as "vector" plus fixed gates u1 (h, n), u2 (h, d)
+                f(X_i) = sum_j D_ij (w1_j^T X_i w2_j) a_j,
+                D_ij = 1{u1_j^T X_i u2_j >= 0}                              (N, c)
+    "sequence"  W1 (h, n, n) row-stochastic, W2 (h, d, c), a (h,)
+                f(X_i) = sum_j a_j W1_j X_i W2_j                            (N, n, c)
+
+Penalties (weight decay, eq. 8, 11, 13, 30):
+
+    scalar          beta/2 sum_j (|w2_j|_2^2 + a_j^2)
+    vector, gated   beta/2 sum_j (|w2_j|_2^2 + |a_j|_1^2)                  (gates: not penalized)
+    sequence        beta/2 sum_j (|W2_j|_1^2 + a_j^2),  |W2|_1 = sum_{q,l} |W2[q, l]|  (ENTRYWISE)
+
+The entrywise l1 norm on W2 is the choice whose dual norm (entrywise l-infinity) appears in the
+dual constraint of appendix A.7, i.e. the one under which the convex program P4 is exact (MATH.md
+section 5 leaves the norm to be derived; the convex core verifies it by recovery).
+
+For training by Adam/SGD (``baselines.train``) the simplex-constrained w1 / W1 get one of two
+parameterizations: "softmax" (free logits ``w1_logits`` / ``W1_logits``, rows = softmax, zero at
+init = uniform) or "projection" (``w1`` / ``W1`` stored on the simplex, ``project`` after every
+step). Gates are sampled once (``sample_gates``) and held outside the trainable params.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from baselines.simplex import PARAMETERIZATIONS, project_rows
+from baselines.train import Objective, supervised_objective
+
+KINDS = ("scalar", "vector", "gated", "sequence")
+Heads = dict[str, jax.Array]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _simplex_name(kind: str) -> str:
+    return "W1" if kind == "sequence" else "w1"
+
+
+_ENTRIES = {
+    "scalar": ("w1", "w2", "a"),
+    "vector": ("w1", "w2", "a"),
+    "gated": ("w1", "w2", "a", "u1", "u2"),
+    "sequence": ("W1", "W2", "a"),
+}
+
+
+def check_heads(kind: str, heads: Heads, X: jax.Array) -> None:
+    """ValueError unless ``heads`` has the entries and shapes of ``kind`` for X (N, n, d)."""
+    _check_kind(kind)
+    if X.ndim != 3:
+        raise ValueError(f"X must be (N, n, d), got shape {X.shape}")
+    missing = [name for name in _ENTRIES[kind] if name not in heads]
+    if missing:
+        raise ValueError(f"heads of kind {kind!r} need {missing}, got keys {sorted(heads)}")
+    a = heads["a"]
+    if a.ndim != (2 if kind in ("vector", "gated") else 1):
+        raise ValueError(f"heads['a'] of kind {kind!r} has the wrong ndim: shape {a.shape}")
+    _, n, d = X.shape
+    h = a.shape[0]
+    if kind == "sequence":
+        c = heads["W2"].shape[-1]
+        expected = {"W1": (h, n, n), "W2": (h, d, c)}
+    else:
+        expected = {"w1": (h, n), "w2": (h, d), "u1": (h, n), "u2": (h, d)}
+    for name, shape in expected.items():
+        if name in _ENTRIES[kind] and heads[name].shape != shape:
+            raise ValueError(f"heads[{name!r}] must have shape {shape}, got {heads[name].shape}")
+
+
+def _head_scores(w1: jax.Array, X: jax.Array, w2: jax.Array) -> jax.Array:
+    """(N, h): w1_j^T X_i w2_j."""
+    return jnp.einsum("hn,ind,hd->ih", w1, X, w2)
+
+
+def forward(kind: str, heads: Heads, X: jax.Array) -> jax.Array:
+    """f(X_i) for every sample (module table): (N,), (N, c) or (N, n, c)."""
+    check_heads(kind, heads, X)
+    if kind == "sequence":
+        return jnp.einsum("hrk,ikd,hdc,h->irc", heads["W1"], X, heads["W2"], heads["a"])
+    scores = _head_scores(heads["w1"], X, heads["w2"])
+    if kind == "gated":
+        scores = scores * (_head_scores(heads["u1"], X, heads["u2"]) >= 0)
+    return scores @ heads["a"]
+
+
+def penalty(kind: str, heads: Heads, beta: float) -> jax.Array:
+    """The weight decay of ``kind`` (module table). Reads only w2 / W2 and a, so it takes heads or
+    trainable params alike. beta > 0."""
+    _check_kind(kind)
+    if isinstance(beta, numbers.Real) and not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta!r}")
+    a = heads["a"]
+    if kind == "sequence":
+        w2 = jnp.sum(jnp.sum(jnp.abs(heads["W2"]), axis=(1, 2)) ** 2)
+    else:
+        w2 = jnp.sum(heads["w2"] ** 2)
+    a_term = jnp.sum(a**2) if a.ndim == 1 else jnp.sum(jnp.sum(jnp.abs(a), axis=1) ** 2)
+    return beta / 2 * (w2 + a_term)
+
+
+def sample_gates(key: jax.Array, h: int, n: int, d: int) -> Heads:
+    """Fixed gates of eq. 13: {"u1": (h, n), "u2": (h, d)}, standard normal."""
+    k1, k2 = jax.random.split(key)
+    return {"u1": jax.random.normal(k1, (h, n)), "u2": jax.random.normal(k2, (h, d))}
+
+
+def init_params(
+    key: jax.Array,
+    kind: str,
+    h: int,
+    n: int,
+    d: int,
+    c: int | None = None,
+    parameterization: str = "softmax",
+) -> dict[str, jax.Array]:
+    """Trainable params of ``h`` heads: uniform simplex rows (zero logits or stored 1/n),
+    w2 / W2 ~ N(0, 1/d), a ~ N(0, 1/h). ``c`` is required for vector / gated / sequence."""
+    _check_kind(kind)
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+        )
+    for name, value in (("h", h), ("n", n), ("d", d)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if kind == "scalar" and c is not None:
+        raise ValueError("c must be None for kind 'scalar' (one output)")
+    if kind != "scalar" and (not isinstance(c, int) or c < 1):
+        raise ValueError(f"kind {kind!r} needs c, a positive int number of outputs, got {c!r}")
+    k_w2, k_a = jax.random.split(key)
+    name = _simplex_name(kind)
+    simplex_shape = (h, n, n) if kind == "sequence" else (h, n)
+    w2_shape = (h, d, c) if kind == "sequence" else (h, d)
+    a_shape = (h,) if kind in ("scalar", "sequence") else (h, c)
+    params = {
+        "w2" if kind != "sequence" else "W2": jax.random.normal(k_w2, w2_shape) / math.sqrt(d),
+        "a": jax.random.normal(k_a, a_shape) / math.sqrt(h),
+    }
+    dtype = params["a"].dtype
+    if parameterization == "softmax":
+        params[name + "_logits"] = jnp.zeros(simplex_shape, dtype)
+    else:
+        params[name] = jnp.full(simplex_shape, 1 / n, dtype)
+    return params
+
+
+def attention_maps(params: dict[str, jax.Array]) -> jax.Array:
+    """Each head's simplex weights over tokens: w1 (h, n), or W1 (h, n, n) for "sequence";
+    from heads or trainable params (softmax of the logits)."""
+    for name in ("w1", "W1"):
+        if name in params:
+            return params[name]
+        if name + "_logits" in params:
+            return jax.nn.softmax(params[name + "_logits"], axis=-1)
+    raise ValueError(f"params hold no w1 / W1 (or logits), got keys {sorted(params)}")
+
+
+def to_heads(params: dict[str, jax.Array], kind: str, gates: Heads | None = None) -> Heads:
+    """The heads (module table) of trainable params; ``gates`` ({"u1", "u2"}) for kind "gated"."""
+    _check_kind(kind)
+    if (kind == "gated") != (gates is not None):
+        raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
+    heads = {k: v for k, v in params.items() if not k.endswith("_logits")}
+    heads[_simplex_name(kind)] = attention_maps(params)
+    return heads | (gates or {})
+
+
+def project(params: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Euclidean projection of the stored w1 / W1 rows onto the simplex (Duchi et al. 2008): the
+    ``project`` step of ``train`` for the "projection" parameterization (logits pass unchanged)."""
+    return {k: project_rows(v) if k in ("w1", "W1") else v for k, v in params.items()}
+
+
+def objective(
+    kind: str,
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    gates: Heads | None = None,
+    accuracy: bool = False,
+) -> Objective:
+    """The ``train`` objective of trainable params on batches (X, y): sum_i loss(f(X_i), y_i),
+    with ``loss(pred, y)`` returning per-sample losses. Pair it with
+    ``penalty=functools.partial(penalty, kind, beta=beta)`` (and ``project`` for "projection")."""
+    _check_kind(kind)
+
+    def predict(params: Any, X: jax.Array, key: jax.Array | None) -> tuple[jax.Array, dict]:
+        return forward(kind, to_heads(params, kind, gates), X), {}
+
+    return supervised_objective(predict, loss, accuracy=accuracy)
