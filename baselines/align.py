@@ -286,6 +286,23 @@ def heads_features(kind: str, heads: Mapping[str, Any], X: Any) -> dict[str, Any
     return {"heads": jnp.moveaxis(per_head.reshape(h, per_head.shape[1], -1), 0, 1)}
 
 
+def match_head_signs(heads_a: Mapping[str, Any], heads_b: Mapping[str, Any]) -> dict[str, Any]:
+    """``heads_b`` with (w2_j, a_j) negated wherever that brings head j closer to head j of A.
+
+    Each head's output is bilinear in (w2_j, a_j) (W2_j for "sequence"), so flipping both signs
+    is a symmetry that permutations cannot undo: without it, interpolating two matched heads of
+    opposite signs cancels them. Head j flips when <w2_A_j, w2_B_j> + <a_A_j, a_B_j> < 0.
+    """
+    signed = [k for k in ("w2", "W2", "a") if k in heads_b]
+    if "a" not in signed or len(signed) != 2:
+        raise ValueError(f"heads need 'a' and one of 'w2' / 'W2', got keys {sorted(heads_b)}")
+    h = heads_b["a"].shape[0]
+    agreement = sum(jnp.sum((heads_a[k] * heads_b[k]).reshape(h, -1), axis=1) for k in signed)
+    sign = jnp.where(agreement < 0, -1.0, 1.0).astype(heads_b["a"].dtype)
+    flip = {k: heads_b[k] * sign.reshape((h,) + (1,) * (heads_b[k].ndim - 1)) for k in signed}
+    return {**heads_b, **flip}
+
+
 def align_heads(
     kind: str,
     heads_a: Mapping[str, Any],
@@ -294,12 +311,16 @@ def align_heads(
     *,
     method: str = "activation",
 ) -> dict[str, Any]:
-    """``heads_b`` with its heads permuted to match ``heads_a``; same function.
+    """``heads_b`` with its heads permuted to match ``heads_a``, then their signs matched
+    (:func:`match_head_signs`); same function.
 
-    method: "activation" (per-head contributions on inputs ``X`` (N, n, d)) or "weight".
+    method: "activation" (per-head contributions on inputs ``X`` (N, n, d); these do not
+    change under the sign symmetry) or "weight" (inner products of the raw weights, which do:
+    prefer "activation" for independently trained heads).
     """
     features = None if X is None else partial(heads_features, kind, X=X)
-    return align(heads_a, heads_b, heads_spec(heads_b), method=method, features=features)
+    permuted = align(heads_a, heads_b, heads_spec(heads_b), method=method, features=features)
+    return match_head_signs(heads_a, permuted)
 
 
 def transformer_spec(params: Any, cfg: Any) -> dict[str, tuple[PermAxis, ...]]:

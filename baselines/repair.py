@@ -56,10 +56,6 @@ class NeuronStats(NamedTuple):
     std: jax.Array
 
 
-def _site_values(tr: mlp.Trace, site: str) -> tuple[jax.Array, ...]:
-    return tr.pre if site == "linear" else tr.normed
-
-
 def _check_site(params: mlp.Params, site: str) -> None:
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
@@ -74,7 +70,8 @@ def neuron_stats(params: mlp.Params, X: Any, *, site: str = "linear") -> tuple[N
     of a LayerNorm MLP). Two-pass (centred) variance.
     """
     _check_site(params, site)
-    values = _site_values(mlp.trace(params, X), site)
+    trace = mlp.trace(params, X)
+    values = trace.pre if site == "linear" else trace.normed
     return tuple(NeuronStats(v.mean(0), jnp.sqrt(((v - v.mean(0)) ** 2).mean(0))) for v in values)
 
 

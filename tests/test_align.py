@@ -226,3 +226,17 @@ def test_heads_permutation_keeps_the_function_and_is_recovered(method):
     np.testing.assert_allclose(features.sum(1), heads.forward("vector", model, X), atol=1e-12)
     back = align.align_heads("vector", model, copy, X, method=method)
     assert _max_leaf_diff(back, model) == 0.0
+
+
+def test_heads_sign_flips_keep_the_function_and_are_undone():
+    heads, X, model = _heads_pair()
+    sign = np.array([1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    flipped = {**model, "w2": model["w2"] * sign[:, None], "a": model["a"] * sign[:, None]}
+    np.testing.assert_allclose(
+        heads.forward("vector", flipped, X), heads.forward("vector", model, X), atol=1e-12
+    )
+    assert _max_leaf_diff(align.match_head_signs(model, flipped), model) == 0.0
+    copy = align.permute(flipped, align.heads_spec(model), {"heads": np.array([3, 5, 0, 1, 4, 2])})
+    assert _max_leaf_diff(align.align_heads("vector", model, copy, X), model) == 0.0
+    with pytest.raises(ValueError, match="'a'"):
+        align.match_head_signs(model, {"w1": model["w1"]})
