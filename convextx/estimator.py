@@ -37,7 +37,7 @@ class ConvexAttention(BaseEstimator):
     kind: "scalar" (P1, one output), "vector" (P2), "gated" (P3: gated-ReLU FCN on the heads),
       "sequence" (P4: per-token outputs).
     beta: weight-decay strength (> 0).  loss: "squared", "logistic", "cross_entropy", or None
-      (cross-entropy for integer labels, except logistic for kind "scalar"; squared otherwise).
+      (non-float labels: cross-entropy, or logistic for kind "scalar"; float targets: squared).
     solver: "fista" (JAX) or "cvxpy" (exact, small problems).  tol: relative duality gap.
     heads: number of heads to recover (None: as many as the solution needs).
     gates: for "gated": number of random gates or ``Gates``.  reduce_support: recover from a
@@ -85,7 +85,7 @@ class ConvexAttention(BaseEstimator):
     def _resolve_loss(self, y: np.ndarray) -> str:
         if self.loss is not None:
             return check_choice("loss", self.loss, LOSSES)
-        if np.issubdtype(y.dtype, np.integer) or y.dtype == bool:
+        if not np.issubdtype(y.dtype, np.floating):  # integer, bool or string labels
             return "logistic" if self.kind == "scalar" else "cross_entropy"
         return "squared"
 

@@ -10,6 +10,7 @@ import numpy as np
 
 import solvers
 from convextx.estimator import ConvexAttention
+from solvers.path import BETA_MAX_MARGIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ def path(
     if betas is None:
         if not (isinstance(num, int) and num >= 1) or not 0 < min_ratio < 1:
             raise ValueError(f"need num >= 1 and 0 < min_ratio < 1; got {num!r}, {min_ratio!r}")
-        betas = np.geomspace(top, top * min_ratio, num)
+        betas = np.geomspace(top * BETA_MAX_MARGIN, top * min_ratio, num)
     betas = np.sort(np.asarray(betas, dtype=float).ravel())[::-1]
     if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0):
         raise ValueError(f"betas must be finite and > 0; got {betas}")

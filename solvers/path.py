@@ -11,6 +11,9 @@ import numpy as np
 from solvers.problem import Problem
 from solvers.solve import SolveResult, solve
 
+# Default grids start a hair above beta_max so that rounding cannot activate a group there.
+BETA_MAX_MARGIN = 1.0 + 1e-9
+
 
 def beta_max(problem: Problem) -> float:
     """The smallest beta for which x = 0 is optimal: ``Omega°(-A^T grad L(0))`` (closed form).
@@ -50,7 +53,7 @@ def regularization_path(
     """Solve ``problem`` for each beta, largest first, warm-starting each solve from the last.
 
     betas: explicit values (sorted decreasing before solving), or None for ``num`` values
-      log-spaced from beta_max down to ``min_ratio * beta_max``.
+      log-spaced from beta_max (times BETA_MAX_MARGIN) down to ``min_ratio * beta_max``.
     """
     if betas is None:
         if not (isinstance(num, int) and num >= 1):
@@ -62,7 +65,7 @@ def regularization_path(
             raise ValueError(
                 "beta_max is 0: x = 0 is optimal for every beta (the targets are fit by 0)"
             )
-        betas = np.geomspace(top, top * min_ratio, num)
+        betas = np.geomspace(top * BETA_MAX_MARGIN, top * min_ratio, num)
     betas = np.sort(np.asarray(betas, dtype=float).ravel())[::-1]
     if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0):
         raise ValueError(f"betas must be finite and > 0; got {betas}")
