@@ -4,11 +4,16 @@ The objective is a SUM over samples, as in the convex programs of MATH.md::
 
     F(params) = sum_i loss_i(params) + penalty(params)
 
-``objective(params, batch, key) -> (sum of the batch's losses, aux)``. Each step minimizes the
-unbiased estimate (N / B) * objective(batch) + aux["aux_loss"] + penalty(params), then applies
-``project`` (projected gradient, e.g. onto the simplex). Weight decay is an explicit ``penalty``,
-so the history's "objective" is F on the full data and compares exactly with a certified convex
-optimum. ``aux_loss`` (e.g. MoE load balancing) is minimized but kept out of F.
+``objective(params, batch, key) -> (sum of the batch's losses, aux)``. Each step on a batch of B
+samples minimizes the unbiased estimate of F
+
+    (N / B) * objective(batch) + N * aux["aux_loss"] + penalty(params),
+
+then applies ``project`` (projected gradient, e.g. onto the simplex). Weight decay is an explicit
+``penalty``, so the history's "objective" is F on the full data and compares exactly with a
+certified convex optimum. ``aux_loss`` (e.g. MoE load balancing) is a per-batch MEAN-type term:
+weighted by N it keeps its usual weight relative to the mean loss; it is minimized but kept out
+of F and reported apart.
 
 The minibatch order and the objective's keys are pure functions of (seed, step): a run resumed
 from a checkpoint retraces the uninterrupted run bit for bit.
@@ -33,25 +38,23 @@ Params = Any
 Batch = Any
 Objective = Callable[[Params, Batch, jax.Array | None], tuple[jax.Array, Mapping[str, Any]]]
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 CHECKPOINT_FILE = "checkpoint.npz"
 _HISTORY_PREFIX = "history/"
 
 
 class TrainResult(NamedTuple):
-    """params and opt_state after ``steps`` steps; history: column name -> values at the logged
-    steps ("step", "time", "objective" = sum_i loss_i + penalty, "train_loss" = mean loss, and
-    when available "train_accuracy", "train_aux_loss", the same three for "test_", the eval_fn
-    metrics); seconds: time spent in
-    optimizer steps (compilation and evaluation excluded, summed over resumed runs);
-    stopped_early: ``early_stop`` ended the run."""
+    """params after ``steps`` steps; history: column name -> values at the logged steps ("step",
+    "time", "objective" = sum_i loss_i + penalty, "train_loss" = mean loss, and when available
+    "train_accuracy", "train_aux_loss", the same three for "test_", the eval_fn metrics);
+    seconds: time spent in optimizer steps (compilation and evaluation excluded, summed over
+    resumed runs); opt_state: the optimizer state; stopped_early: ``early_stop`` ended the run."""
 
     params: Params
-    opt_state: optax.OptState
     history: dict[str, list[float]]
     steps: int
     seconds: float
+    opt_state: optax.OptState
     stopped_early: bool
 
 
@@ -103,6 +106,15 @@ def learning_rate_schedule(
     return rate
 
 
+_OPTAX: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": optax.sgd,
+    "momentum": partial(optax.sgd, momentum=0.9),
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+}
+OPTIMIZERS = tuple(_OPTAX)
+
+
 def make_optimizer(
     name: str,
     learning_rate: optax.ScalarOrSchedule,
@@ -112,17 +124,9 @@ def make_optimizer(
     """optax "sgd", "momentum" (sgd, momentum 0.9), "adam" or "adamw"; ``options`` go to the
     optax constructor (e.g. {"b2": 0.98}). Clipping by global norm comes first when given.
     adamw's decoupled weight decay is part of the optimizer, not of the reported objective."""
-    options = dict(options or {})
-    if name == "sgd":
-        tx = optax.sgd(learning_rate, **options)
-    elif name == "momentum":
-        tx = optax.sgd(learning_rate, **{"momentum": 0.9, **options})
-    elif name == "adam":
-        tx = optax.adam(learning_rate, **options)
-    elif name == "adamw":
-        tx = optax.adamw(learning_rate, **options)
-    else:
+    if name not in _OPTAX:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    tx = _OPTAX[name](learning_rate, **(options or {}))
     return tx if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), tx)
 
 
@@ -152,6 +156,12 @@ def num_samples(data: Any, name: str = "data") -> int:
     if count == 0:
         raise ValueError(f"{name} is empty (0 samples)")
     return count
+
+
+def _check_finite(data: Any, name: str) -> None:
+    for leaf in jax.tree.leaves(data):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not np.isfinite(leaf).all():
+            raise ValueError(f"{name} contains NaN or inf")
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -226,7 +236,7 @@ def _run_steps(
 
     def minimized(params: Params, batch: Batch, key: jax.Array) -> jax.Array:
         value, aux = objective(params, batch, key)
-        value = (n / batch_size) * value + aux.get("aux_loss", 0.0)
+        value = (n / batch_size) * value + n * aux.get("aux_loss", 0.0)
         return value if penalty is None else value + penalty(params)
 
     def batch_at(step: jax.Array) -> Any:
@@ -324,8 +334,13 @@ def train(
       written there every ``checkpoint_every`` steps and at the end, and a run finding one there
       resumes from it (same seed and batch size required).
     """
+    for name, fn in (("objective", objective), ("penalty", penalty), ("project", project)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     n = num_samples(data, "data")
     n_test = None if test_data is None else num_samples(test_data, "test_data")
+    _check_finite(data, "data")
+    _check_finite(test_data, "test_data")
     _check_int("steps", steps, 0)
     _check_int("warmup_steps", warmup_steps, 0, steps)
     _check_int("seed", seed, 0)
@@ -349,6 +364,8 @@ def train(
     state = (params, jax.jit(tx.init)(params))  # one compilation, not one per leaf shape
     step, seconds, history = 0, 0.0, {}
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"seed": seed, "batch_size": batch, "num_samples": n}
     if path is not None and path.exists():
         state, step, seconds, history = _load(path, state, meta)
@@ -396,4 +413,4 @@ def train(
         if path is not None and (step % checkpoint_every == 0 or stopped or step == steps):
             _save(path, state, step, seconds, history, meta)
     bar.close()
-    return TrainResult(state[0], state[1], history, step, seconds, stopped)
+    return TrainResult(state[0], history, step, seconds, state[1], stopped)
