@@ -50,6 +50,12 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
+def _check_gates(kind: str, gates: Heads | None) -> None:
+    _check_kind(kind)
+    if (kind == "gated") != (gates is not None):
+        raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
+
+
 def _simplex_name(kind: str) -> str:
     return "W1" if kind == "sequence" else "w1"
 
@@ -112,7 +118,10 @@ def penalty(kind: str, heads: Heads, beta: float) -> jax.Array:
         w2 = jnp.sum(jnp.sum(jnp.abs(heads["W2"]), axis=(1, 2)) ** 2)
     else:
         w2 = jnp.sum(heads["w2"] ** 2)
-    a_term = jnp.sum(a**2) if a.ndim == 1 else jnp.sum(jnp.sum(jnp.abs(a), axis=1) ** 2)
+    if kind in ("vector", "gated"):
+        a_term = jnp.sum(jnp.sum(jnp.abs(a), axis=1) ** 2)
+    else:
+        a_term = jnp.sum(a**2)
     return beta / 2 * (w2 + a_term)
 
 
@@ -175,9 +184,7 @@ def attention_maps(params: dict[str, jax.Array]) -> jax.Array:
 
 def to_heads(params: dict[str, jax.Array], kind: str, gates: Heads | None = None) -> Heads:
     """The heads (module table) of trainable params; ``gates`` ({"u1", "u2"}) for kind "gated"."""
-    _check_kind(kind)
-    if (kind == "gated") != (gates is not None):
-        raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
+    _check_gates(kind, gates)
     heads = {k: v for k, v in params.items() if not k.endswith("_logits")}
     heads[_simplex_name(kind)] = attention_maps(params)
     return heads | (gates or {})
@@ -199,7 +206,7 @@ def objective(
     """The ``train`` objective of trainable params on batches (X, y): sum_i loss(f(X_i), y_i),
     with ``loss(pred, y)`` returning per-sample losses. Pair it with
     ``penalty=functools.partial(penalty, kind, beta=beta)`` (and ``project`` for "projection")."""
-    _check_kind(kind)
+    _check_gates(kind, gates)
 
     def predict(params: Any, X: jax.Array, key: jax.Array | None) -> tuple[jax.Array, dict]:
         return forward(kind, to_heads(params, kind, gates), X), {}

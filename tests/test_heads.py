@@ -180,3 +180,5 @@ def test_bad_inputs_raise_clear_errors():
         heads.init_params(jax.random.key(0), "scalar", h, n, d, parameterization="sparsemax")
     with pytest.raises(ValueError, match="gates"):
         heads.to_heads(good, "gated")
+    with pytest.raises(ValueError, match="gates"):
+        heads.objective("gated", _squared)
