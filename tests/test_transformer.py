@@ -213,7 +213,7 @@ def test_simplex_mixer_stays_row_stochastic_under_training(parameterization):
     np.testing.assert_array_equal(maps[0], np.broadcast_to(w1, (2, 2, 5, 5)))
 
 
-def test_apply_shapes_and_attention_maps():
+def test_apply_shapes():
     cfg = tf.TransformerConfig(
         width=4,
         heads=2,
@@ -223,14 +223,34 @@ def test_apply_shapes_and_attention_maps():
         mixer=("simplex", "softmax"),
         output="token",
         num_outputs=5,
+        positions="sinusoidal",
     )
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(B, L, 3)))
-    out, aux = jax.jit(partial(tf.apply, x=x, cfg=cfg))(random_params(cfg))
-    assert out.shape == (B, L, 5)
-    assert [a.shape for a in aux["attention"]] == [(B, 2, L, L)] * 2
+    x = jax.ShapeDtypeStruct((B, L - 1, 3), jnp.float64)
+    out, aux = jax.eval_shape(partial(tf.apply, cfg=cfg), random_params(cfg), x)
+    assert out.shape == (B, L - 1, 5)
+    assert [a.shape for a in aux["attention"]] == [(B, 2, L - 1, L - 1)] * 2
+    assert aux["aux_loss"].shape == () and aux["metrics"] == [{}, {}]
+    pooled = dataclasses.replace(cfg, output="classification", pooling="last")
+    assert jax.eval_shape(partial(tf.apply, cfg=pooled), random_params(pooled), x)[0].shape == (
+        B,
+        5,
+    )
+
+
+def test_other_registered_layers_plug_in():
+    """GSS mixer (no attention map), an MoE FFN every 2nd layer (its aux_loss reaches the top)."""
+    cfg = tf.TransformerConfig(
+        width=4, depth=2, max_len=L, vocab_size=V, mixer=("gss", "softmax"), moe_every=2
+    )
+    assert cfg.ffns == ("mlp", "moe")
+    params = random_params(cfg)
+    assert set(params["layers"][1]["ffn"]) != set(params["layers"][0]["ffn"])
+    out, aux = jax.jit(partial(tf.apply, x=_tokens(), cfg=cfg))(params)
+    assert out.shape == (B, 2) and np.isfinite(out).all()
+    assert aux["attention"][0] is None and aux["attention"][1].shape == (B, 1, L, L)
     np.testing.assert_allclose(aux["attention"][1].sum(-1), 1.0, atol=1e-12)
-    assert float(aux["aux_loss"]) == 0.0
-    assert tf.sinusoidal_positions(L, 5).shape == (L, 5)
+    assert float(aux["aux_loss"]) > 0
+    assert "ffn/dropped_fraction" in aux["metrics"][1]
 
 
 def test_bad_configs_and_inputs_raise_clear_errors():
