@@ -8,9 +8,11 @@ row-stochastic token mixer, NOT softmax attention (MATH.md section 1).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
+import jax
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -23,6 +25,17 @@ from convextx.recovery import recover_heads
 SOLVERS = ("fista", "cvxpy")
 CLASSIFICATION_LOSSES = ("logistic", "cross_entropy")
 NEGLIGIBLE_GROUP = 1e-9  # interior-point solutions: groups this small (relative) count as zero
+
+
+def default_tol(dtype: Any) -> float:
+    """The relative gap a solve in ``dtype`` certifies by default."""
+    return 1e-6 if np.dtype(dtype) == np.float64 else 1e-3
+
+
+def precision(dtype: Any):
+    """Context in which JAX computes in ``dtype`` (float64 enables x64 locally)."""
+    wide = np.dtype(dtype) == np.float64
+    return jax.enable_x64(True) if wide else contextlib.nullcontext()
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -38,7 +51,13 @@ class ConvexAttention(BaseEstimator):
       "sequence" (P4: per-token outputs).
     beta: weight-decay strength (> 0).  loss: "squared", "logistic", "cross_entropy", or None
       (non-float labels: cross-entropy, or logistic for kind "scalar"; float targets: squared).
-    solver: "fista" (JAX) or "cvxpy" (exact, small problems).  tol: relative duality gap.
+    solver: "fista" (JAX) or "cvxpy" (exact, small problems).
+    tol: relative duality gap to certify; None: 1e-6 in float64, 1e-3 in float32.
+    dtype: "float64" (default: the solve runs inside ``jax.enable_x64``, whatever the global
+      setting) or "float32" (faster, e.g. on GPUs). The certificate scales the dual point by how
+      far the gradient leaves the dual ball, so its gap is first order in the error of x while
+      the objective's error is second order: a float32 iterate whose objective is optimal to
+      1e-7 may certify only ~1e-3, hence the looser float32 default.
     heads: number of heads to recover (None: as many as the solution needs).
     gates: for "gated": number of random gates or ``Gates``.  reduce_support: recover from a
       reduced optimum with linearly independent atoms (at most N + 1 active groups per output).
@@ -58,12 +77,12 @@ class ConvexAttention(BaseEstimator):
         solver: str = "fista",
         heads: int | None = None,
         gates: Any = None,
-        tol: float = 1e-6,
+        tol: float | None = None,
         max_iter: int = 10_000,
         reduce_support: bool = True,
         warm_start: bool = False,
         seed: int = 0,
-        dtype: Any = None,
+        dtype: Any = "float64",
         verbose: bool = False,
     ) -> None:
         self.kind = kind
@@ -125,6 +144,12 @@ class ConvexAttention(BaseEstimator):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ConvexAttention:
         """Solve the convex program on (X (N, n, d), y) and recover the network."""
+        if self.dtype not in ("float64", "float32", np.float64, np.float32):
+            raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
+        with precision(self.dtype):
+            return self._fit(X, y, sample_weight)
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any) -> ConvexAttention:
         self.program_ = self.build_program(X, y, sample_weight)
         X = check_X(X)
         previous = getattr(self, "coef_", None) if self.warm_start else None
@@ -135,12 +160,13 @@ class ConvexAttention(BaseEstimator):
             and self.solver == "fista"
         ):
             x0 = previous
+        tol = self.tol if self.tol is not None else default_tol(self.program_.problem.dtype)
         result = self.program_.solve(
-            method=self.solver, tol=self.tol, max_iter=self.max_iter, x0=x0, verbose=self.verbose
+            method=self.solver, tol=tol, max_iter=self.max_iter, x0=x0, verbose=self.verbose
         )
         if result.status != "optimal":
             warnings.warn(
-                f"ConvexAttention did not reach tol={self.tol}: status {result.status!r}, "
+                f"ConvexAttention did not reach tol={tol}: status {result.status!r}, "
                 f"relative gap {result.relative_gap:.3g}; raise max_iter or tol",
                 ConvergenceWarning,
                 stacklevel=2,
@@ -188,7 +214,8 @@ class ConvexAttention(BaseEstimator):
             raise ValueError(
                 f"X must have (n, d) = {(self.n_tokens_, self.n_features_in_)}; got {X.shape[1:]}"
             )
-        out = np.asarray(self.program_.predict(self.coef_, X))
+        with precision(self.dtype):
+            out = np.asarray(self.program_.predict(self.coef_, X))
         if self.kind == "sequence" and self.loss_ == "cross_entropy":
             out = out.reshape(X.shape[0], X.shape[1], -1)
         return out

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 import solvers
-from convextx.estimator import ConvexAttention
+from convextx.estimator import ConvexAttention, precision
 from solvers.path import BETA_MAX_MARGIN
 
 
@@ -50,7 +50,8 @@ def path(
         raise ValueError("give both X_test and y_test, or neither")
     params = {**params, "warm_start": True}
     estimator = ConvexAttention(**params)
-    top = solvers.beta_max(estimator.build_program(X, y).problem)
+    with precision(estimator.dtype):
+        top = solvers.beta_max(estimator.build_program(X, y).problem)
     if betas is None:
         if not (isinstance(num, int) and num >= 1) or not 0 < min_ratio < 1:
             raise ValueError(f"need num >= 1 and 0 < min_ratio < 1; got {num!r}, {min_ratio!r}")
