@@ -21,6 +21,7 @@ from a checkpoint retraces the uninterrupted run bit for bit.
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -328,6 +329,8 @@ def train(
       The jitted steps are compiled once per (objective, penalty, project, optimizer setting,
       batch size, data shapes): repeated calls, other seeds and resumed runs reuse them.
     project: ``params -> params`` applied after every update (projected gradient).
+      objective, penalty and project are static arguments of the jitted steps: hashable
+      callables (functions are), reused across calls to reuse the compilation.
     log_every: "log" (log-spaced) or an int; at each logged step the history gets the full-data
       objective and metrics, eval_fn(params)'s entries, and early_stop(record) may end the run.
     checkpoint_dir: when given, a checkpoint (params, optimizer state, step, history, seconds) is
@@ -351,8 +354,8 @@ def train(
     _check_int("eval_batch_size", eval_batch, 1)
     if log_every != "log":
         _check_int("log_every", log_every, 1)
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
+        raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if clip_norm is not None and not clip_norm > 0:

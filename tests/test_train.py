@@ -222,7 +222,7 @@ def test_bad_arguments_raise_clear_errors():
         train(OBJECTIVE, params, data, test_data=(data[0], data[1][:5]), **ok)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1 and <= 12"):
         train(OBJECTIVE, params, data, batch_size=13, **ok)
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a number > 0"):
         train(OBJECTIVE, params, data, **{**ok, "learning_rate": 0.0})
     with pytest.raises(ValueError, match="steps must be an int >= 0"):
         train(OBJECTIVE, params, data, **{**ok, "steps": -1})
