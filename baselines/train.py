@@ -275,10 +275,12 @@ def _load(path: Path, template: Any, meta: dict) -> tuple[Any, int, float, dict]
         for k, v in meta.items():
             if f[k].item() != v:
                 raise ValueError(f"checkpoint {path} was written with {k}={f[k].item()}, not {v}")
-        loaded = [f[f"leaf_{i:05d}"] for i in range(len(leaves)) if f"leaf_{i:05d}" in f]
-        if len(loaded) != len(leaves) or any(
-            a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype
-            for a, b in zip(loaded, leaves, strict=False)
+        if sum(k.startswith("leaf_") for k in f.files) != len(leaves):
+            raise ValueError(f"checkpoint {path} does not match these params / optimizer")
+        loaded = [f[f"leaf_{i:05d}"] for i in range(len(leaves))]
+        if any(
+            a.shape != np.shape(b) or a.dtype != jnp.result_type(b)
+            for a, b in zip(loaded, leaves, strict=True)
         ):
             raise ValueError(f"checkpoint {path} does not match these params / optimizer")
         history = {
@@ -335,7 +337,8 @@ def train(
       objective and metrics, eval_fn(params)'s entries, and early_stop(record) may end the run.
     checkpoint_dir: when given, a checkpoint (params, optimizer state, step, history, seconds) is
       written there every ``checkpoint_every`` steps and at the end, and a run finding one there
-      resumes from it (same seed and batch size required).
+      resumes from it (same seed, batch size and N required; keeping the other settings, e.g.
+      ``steps`` for a cosine schedule, is the caller's part).
     """
     for name, fn in (("objective", objective), ("penalty", penalty), ("project", project)):
         if fn is not None and not callable(fn):

@@ -91,6 +91,18 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path):
     assert not np.array_equal(other_seed.params["w2"], full.params["w2"])
     with pytest.raises(ValueError, match="seed=0, not 1"):
         run(checkpoint_dir=checkpoints, seed=1)
+    wider = {**params, "w2": jnp.zeros((h, d + 1))}
+    with pytest.raises(ValueError, match="does not match these params"):
+        train(
+            _noisy_objective,
+            wider,
+            data,
+            learning_rate=0.05,
+            steps=40,
+            batch_size=5,
+            checkpoint_dir=checkpoints,
+            progress=False,
+        )
 
 
 def test_one_step_is_a_gradient_step_on_the_scaled_sum():
@@ -163,9 +175,15 @@ def test_history_reports_the_full_objective_and_metrics():
     hist = result.history
     assert hist["step"] == log_steps(100)
     assert set(hist) == {
-        "step", "time", "objective", "train_loss", "train_accuracy", "test_loss",
-        "test_accuracy", "w1_min",
-    }  # fmt: skip
+        "step",
+        "time",
+        "objective",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "w1_min",
+    }
     assert hist["objective"][-1] == pytest.approx(_full_objective(result.params, data), rel=1e-12)
     loss_sum = float(OBJECTIVE(result.params, data, None)[0])
     assert hist["train_loss"][-1] == pytest.approx(loss_sum / N, rel=1e-12)
