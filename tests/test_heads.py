@@ -157,6 +157,21 @@ def test_to_heads_and_attention_maps():
     np.testing.assert_allclose(out["w1"], 1 / n)  # zero logits: uniform attention at init
     assert set(heads.sample_gates(jax.random.key(1), h, n, d)) == {"u1", "u2"}
     assert set(heads.to_heads(params, "gated", _gates())) == {"w1", "w2", "a", "u1", "u2"}
+    X = jax.ShapeDtypeStruct((N, n, d), jnp.float64)
+    for kind in heads.KINDS:  # every kind's init feeds its forward map (shapes only, no compile)
+        c_ = None if kind == "scalar" else c
+        gates = _gates() if kind == "gated" else None
+        for parameterization in ("softmax", "projection"):
+            init = partial(
+                heads.init_params, kind=kind, h=h, n=n, d=d, c=c_, parameterization=parameterization
+            )
+            shapes = jax.eval_shape(init, jax.random.key(0))
+            out = jax.eval_shape(partial(_predict, kind=kind, gates=gates), shapes, X)
+            assert out.shape == {"scalar": (N,), "sequence": (N, n, c)}.get(kind, (N, c))
+
+
+def _predict(params, X, kind, gates):
+    return heads.forward(kind, heads.to_heads(params, kind, gates), X)
 
 
 def test_bad_inputs_raise_clear_errors():
