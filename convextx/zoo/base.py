@@ -1,0 +1,229 @@
+"""The protocol every zoo model follows, and the pieces the models share.
+
+::
+
+    model = zoo.make(name, **cfg).fit(task, budget_seconds=None)
+    model.predict(model.inputs(task, "test"))  # features X (N, n, d) or tokens (N, L)
+    model.score(task, "test")                  # accuracy (integer targets) or R^2 (float targets)
+    model.attention_maps()                     # {name: token weights}
+    model.report()                             # one JSON-ready dict (see ``Model.report``)
+
+A model's "objective" is the quantity its trainer minimizes, summed over the training samples
+(as in the convex programs, MATH.md): ``objective_terms`` in the report says which. Models of the
+convex program's architecture (convex solves, simplex heads by Adam/SGD) share one scale and
+also report the certified optimum of that program.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.metrics import r2_score
+
+from convextx.tasks import Task
+
+SPLITS = ("train", "test")
+CONVEX_TERMS = "sum of losses + weight decay"  # the convex program's objective
+LOSS_TERMS = "sum of losses"
+
+
+def integer_targets(task: Task) -> bool:
+    """Whether the task's targets are class labels (classification or token labels)."""
+    return bool(np.issubdtype(task.y_train.dtype, np.integer))
+
+
+def metric_name(task: Task) -> str:
+    return "accuracy" if integer_targets(task) else "r2"
+
+
+def convex_loss(task: Task) -> str:
+    """The convex programs' loss for the task's targets: cross-entropy on labels, else squared."""
+    return "cross_entropy" if integer_targets(task) else "squared"
+
+
+def per_sample_loss(task: Task) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``loss(pred, y) -> (B,)``, summed over every non-sample axis, with the convex programs'
+    scaling: softmax cross-entropy of integer labels, or 1/2 the squared error."""
+    if integer_targets(task):
+
+        def cross_entropy(pred: jax.Array, y: jax.Array) -> jax.Array:
+            losses = optax.softmax_cross_entropy_with_integer_labels(pred, y)
+            return losses.reshape(y.shape[0], -1).sum(axis=1)
+
+        return cross_entropy
+
+    def squared(pred: jax.Array, y: jax.Array) -> jax.Array:
+        diff = pred.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)
+        return 0.5 * jnp.sum(diff**2, axis=1)
+
+    return squared
+
+
+def score(task: Task, split: str, pred: Any) -> float:
+    """Accuracy (fraction of equal labels, over tokens too) or R^2 (uniform over outputs)."""
+    y = np.asarray(getattr(task, f"y_{split}"))
+    pred = np.asarray(pred)
+    if pred.shape != y.shape:
+        raise ValueError(f"predictions have shape {pred.shape}; y_{split} has {y.shape}")
+    if integer_targets(task):
+        return float(np.mean(pred == y))
+    return float(r2_score(y.reshape(y.shape[0], -1), pred.reshape(pred.shape[0], -1)))
+
+
+def count_parameters(tree: Any) -> int:
+    """Number of scalars in the arrays of a pytree."""
+    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(tree)))
+
+
+def device_name() -> str:
+    """Where new arrays are placed (honours ``jax.default_device``): "platform:device_kind"."""
+    (device,) = jnp.zeros(()).devices()
+    return f"{device.platform}:{device.device_kind}"
+
+
+def check_budget(budget_seconds: Any) -> float | None:
+    if budget_seconds is None:
+        return None
+    if isinstance(budget_seconds, bool) or not isinstance(budget_seconds, int | float):
+        raise TypeError(f"budget_seconds must be a number > 0 or None; got {budget_seconds!r}")
+    if not budget_seconds > 0:
+        raise ValueError(f"budget_seconds must be > 0 or None; got {budget_seconds!r}")
+    return float(budget_seconds)
+
+
+def wall_clock_stop(budget_seconds: float | None) -> Callable[[dict], bool] | None:
+    """An ``early_stop`` for ``baselines.train.train`` ending the run once ``budget_seconds`` of
+    wall time (compilation included) have passed since this call; None without a budget."""
+    if budget_seconds is None:
+        return None
+    deadline = time.perf_counter() + budget_seconds
+    return lambda record: time.perf_counter() > deadline
+
+
+def train_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """{"time", "objective"} of a ``baselines.train`` history (time: seconds in optimizer
+    steps, compilation and evaluation excluded)."""
+    return {"time": list(history["time"]), "objective": list(history["objective"])}
+
+
+class Model(abc.ABC):
+    """A zoo entry. Subclasses store their hyperparameters in ``__init__`` (keyword-only) and
+    implement ``_fit``, ``predict``, ``attention_maps`` and ``_summary``."""
+
+    #: problem types the model can fit (``Task.problem``)
+    problems: tuple[str, ...] = ("regression", "classification", "sequence")
+    #: which view of the task the model reads: "features" (X) or "tokens"
+    input_view: str = "features"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    # ------------------------------------------------------------------ protocol
+
+    def fit(self, task: Task, budget_seconds: float | None = None) -> Model:
+        """Train on ``task``'s train split, capped at ``budget_seconds`` of wall time where the
+        trainer is iterative (see each model). Records wall and CPU time, both metrics."""
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a convextx.tasks.Task; got {type(task).__name__}")
+        if task.problem not in self.problems:
+            raise ValueError(
+                f"model {self.name!r} fits problems {self.problems}; task {task.name!r} is a "
+                f"{task.problem} task"
+            )
+        self.budget_seconds_ = check_budget(budget_seconds)
+        self.integer_targets_ = integer_targets(task)
+        self.target_shape_ = task.y_train.shape[1:]
+        wall, cpu = time.perf_counter(), time.process_time()
+        self._fit(task, self.budget_seconds_)
+        self.wall_seconds_ = time.perf_counter() - wall
+        self.cpu_seconds_ = time.process_time() - cpu
+        self._certify(task)
+        self.task_ = task.name
+        self.problem_ = task.problem
+        self.metric_ = metric_name(task)
+        self.train_metric_ = self.score(task, "train")
+        self.test_metric_ = self.score(task, "test")
+        self.device_ = device_name()
+        return self
+
+    def inputs(self, task: Task, split: str = "test") -> np.ndarray:
+        """The task's inputs this model reads: X (N, n, d) or tokens (N, L)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if self.input_view == "tokens":
+            return getattr(task, f"tokens_{split}")
+        return getattr(task, f"X_{split}")
+
+    @abc.abstractmethod
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Labels (N,) / (N, n) for integer targets, else predictions shaped like y."""
+
+    def score(self, task: Task, split: str = "test") -> float:
+        """Accuracy (integer targets) or R^2 (float targets) on ``split`` of ``task``."""
+        return score(task, split, self.predict(self.inputs(task, split)))
+
+    @abc.abstractmethod
+    def attention_maps(self) -> dict[str, np.ndarray]:
+        """Token-mixing weights by name ({} for a model without attention)."""
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-ready summary of the fitted model.
+
+        model, task, problem, metric ("accuracy" | "r2"), train_metric, test_metric,
+        objective (final train objective), objective_terms (what it sums), certified_optimum,
+        gap and status (the convex program of the same architecture; None where there is
+        none), parameters, wall_seconds and cpu_seconds (of ``fit``, compilation included),
+        budget_seconds, device, history ({"time": seconds, "objective": values} during
+        training), details (model-specific).
+        """
+        if not hasattr(self, "wall_seconds_"):
+            raise AttributeError(f"model {self.name!r} is not fitted yet; call fit(task) first")
+        summary = self._summary()
+        return {
+            "model": self.name,
+            "task": self.task_,
+            "problem": self.problem_,
+            "metric": self.metric_,
+            "train_metric": self.train_metric_,
+            "test_metric": self.test_metric_,
+            "objective": float(summary["objective"]),
+            "objective_terms": summary["objective_terms"],
+            "certified_optimum": summary.get("certified_optimum"),
+            "gap": summary.get("gap"),
+            "status": summary.get("status"),
+            "parameters": int(summary["parameters"]),
+            "wall_seconds": self.wall_seconds_,
+            "cpu_seconds": self.cpu_seconds_,
+            "budget_seconds": self.budget_seconds_,
+            "device": self.device_,
+            "history": {k: [float(v) for v in vs] for k, vs in summary["history"].items()},
+            "details": summary.get("details", {}),
+        }
+
+    # ------------------------------------------------------------ for subclasses
+
+    def _decode(self, out: Any) -> np.ndarray:
+        """Raw outputs (N, ..., c) as labels (argmax) or as predictions shaped like y."""
+        out = np.asarray(out)
+        if self.integer_targets_:
+            return out.argmax(axis=-1)
+        return out.reshape(out.shape[0], *self.target_shape_)
+
+    @abc.abstractmethod
+    def _fit(self, task: Task, budget_seconds: float | None) -> None:
+        """Train (timed by ``fit``)."""
+
+    def _certify(self, task: Task) -> None:  # noqa: B027 (an optional hook, empty by default)
+        """Work after training that is not part of it (untimed), e.g. a reference optimum."""
+
+    @abc.abstractmethod
+    def _summary(self) -> dict[str, Any]:
+        """objective, objective_terms, parameters, history, and optionally certified_optimum,
+        gap, status, details."""

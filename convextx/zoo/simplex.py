@@ -1,0 +1,190 @@
+"""Zoo entries "simplex-adam", "simplex-sgd": the convex model's architecture trained by gradient.
+
+The head-sum simplex-attention network of ``baselines.heads`` (eq. 8/11/30) with its exact weight
+decay, trained by ``baselines.train.train`` on the same features, loss and beta as the convex
+program. Its final objective is scored by ``convextx.nonconvex_objective`` (the convex program's
+scale) and reported next to the certified optimum of that program, so the table shows how far
+Adam/SGD stop above the global optimum.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines import heads as heads_module
+from baselines.train import train
+from convextx.estimator import default_tol, precision
+from convextx.objectives import nonconvex_objective
+from convextx.programs import convex_program
+from convextx.tasks import Task
+from convextx.zoo import base
+from convextx.zoo.convex import default_kind
+
+KINDS = ("scalar", "vector", "sequence")
+DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adamw": 1e-2}
+
+
+def default_heads(kind: str, n: int, d: int, c: int) -> int:
+    """Enough heads to represent every optimum the convex solver returns unreduced: one per
+    group of its variable (tokens n (x outputs c); 2 d c blocks for "sequence")."""
+    return {"scalar": n, "vector": c * n, "sequence": 2 * d * c}[kind]
+
+
+class SimplexModel(base.Model):
+    """Simplex-attention heads trained by ``optimizer`` on the convex program's objective.
+
+    kind: "scalar" | "vector" | "sequence" or None (``default_kind`` of the task).  beta: weight
+    decay (> 0), as in the convex program.  heads: h (None: ``default_heads``).
+    optimizer: a ``baselines.train`` optimizer ("adam", "sgd", ...).  learning_rate: None picks
+    1e-2 for Adam and 0.1 / N for SGD (the objective is a SUM over N samples, so plain gradient
+    steps must shrink with N).  steps, batch_size (None: full batch), parameterization of the
+    simplex rows ("softmax" | "projection").  seed: initialization and minibatch order.
+    certificate: (optimum, gap) of the same program if already known; None solves it in float64
+    (FISTA to ``tol``, None: ConvexAttention's float64 default; at most ``max_iter``
+    iterations) after training, outside the timed fit.
+    progress: show the training progress bar.
+
+    ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "simplex-adam",
+        kind: str | None = None,
+        beta: float = 1.0,
+        heads: int | None = None,
+        optimizer: str = "adam",
+        learning_rate: float | None = None,
+        steps: int = 3000,
+        batch_size: int | None = None,
+        parameterization: str = "softmax",
+        log_every: int = 50,
+        certificate: tuple[float, float] | None = None,
+        tol: float | None = None,
+        max_iter: int = 10_000,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.beta = beta
+        self.heads = heads
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.steps = steps
+        self.batch_size = batch_size
+        self.parameterization = parameterization
+        self.log_every = log_every
+        self.certificate = certificate
+        self.tol = tol
+        self.max_iter = max_iter
+        self.seed = seed
+        self.progress = progress
+
+    def _resolved_kind(self, task: Task) -> str:
+        kind = self.kind or default_kind(task)
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r} for {self.name!r}; expected one of {KINDS}")
+        return kind
+
+    def _fit(self, task: Task, budget_seconds: float | None) -> None:
+        kind = self.kind_ = self._resolved_kind(task)
+        N, n, d = task.X_train.shape
+        c = task.output_dim
+        h = default_heads(kind, n, d, c) if self.heads is None else self.heads
+        params = heads_module.init_params(
+            jax.random.key(self.seed),
+            kind,
+            h,
+            n,
+            d,
+            None if kind == "scalar" else c,
+            self.parameterization,
+        )
+        rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 0.1 / N)
+        result = train(
+            heads_module.objective(kind, base.per_sample_loss(task)),
+            params,
+            (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
+            learning_rate=rate,
+            steps=self.steps,
+            optimizer=self.optimizer,
+            batch_size=self.batch_size,
+            penalty=partial(heads_module.penalty, kind, beta=self.beta),
+            project=heads_module.project if self.parameterization == "projection" else None,
+            log_every=self.log_every,
+            early_stop=base.wall_clock_stop(budget_seconds),
+            seed=self.seed,
+            progress=self.progress,
+        )
+        self.result_ = result
+        self.heads_ = {
+            k: np.asarray(v) for k, v in heads_module.to_heads(result.params, kind).items()
+        }
+        with precision("float64"):  # scored like the certificate, not in training precision
+            self.objective_ = nonconvex_objective(
+                {k: v.astype(np.float64) for k, v in self.heads_.items()},
+                task.X_train,
+                task.y_train,
+                self.beta,
+                kind,
+                base.convex_loss(task),
+                task.num_classes,
+            )
+
+    def _certify(self, task: Task) -> None:
+        if self.certificate is not None:
+            self.certified_optimum_, self.gap_ = map(float, self.certificate)
+            self.status_ = "given"
+            return
+        with precision("float64"):
+            program = convex_program(
+                task.X_train,
+                task.y_train,
+                self.kind_,
+                self.beta,
+                base.convex_loss(task),
+                num_classes=task.num_classes,
+                dtype="float64",
+            )
+            tol = default_tol("float64") if self.tol is None else self.tol
+            solved = program.solve(method="fista", tol=tol, max_iter=self.max_iter)
+        self.certified_optimum_, self.gap_, self.status_ = (
+            solved.objective,
+            solved.gap,
+            solved.status,
+        )
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Labels or predictions for features X (N, n, d)."""
+        return self._decode(heads_module.forward(self.kind_, self.heads_, jnp.asarray(inputs)))
+
+    def attention_maps(self) -> dict[str, np.ndarray]:
+        """{"heads": (h, n) simplex weights per head, or (h, n, n) for "sequence"}."""
+        return {"heads": np.asarray(heads_module.attention_maps(self.heads_))}
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective_,
+            "objective_terms": base.CONVEX_TERMS,
+            "certified_optimum": self.certified_optimum_,
+            "gap": self.gap_,
+            "status": self.status_,
+            "parameters": base.count_parameters(self.result_.params),
+            "history": base.train_history(self.result_.history),
+            "details": {
+                "kind": self.kind_,
+                "beta": self.beta,
+                "optimizer": self.optimizer,
+                "steps": self.result_.steps,
+                "stopped_by_budget": self.result_.stopped_early,
+                "train_seconds": self.result_.seconds,
+                "excess_over_optimum": self.objective_ - self.certified_optimum_,
+            },
+        }

@@ -1,0 +1,150 @@
+"""Zoo entries "softmax-transformer", "gss", "moe": the ``baselines.transformer`` stack.
+
+Reads the task's tokens when it has them (discrete tasks), else its features X (N, n, d) through
+a linear embedding. Pooled outputs for classification/regression, per-token outputs for sequence
+tasks. Trained by ``baselines.train.train`` on the sum of losses, without weight decay: its
+objective is not the convex program's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines import transformer
+from baselines.train import train
+from convextx.tasks import Task
+from convextx.zoo import base
+
+VIEWS = ("auto", "tokens", "features")
+MAPS_SAMPLES = 64  # attention maps are averaged over this many training inputs
+
+
+class TransformerModel(base.Model):
+    """A ``depth``-layer transformer with token ``mixer`` ("softmax", "gss", "simplex", ...) and
+    ``ffn`` ("mlp", "moe" or None), width E, ``heads`` H; ``options`` go to every layer (e.g.
+    {"num_experts": 4}).  view: the inputs read, "auto" (tokens if the task has them), "tokens" or
+    "features".
+    causal: decoder mask.  optimizer, learning_rate, steps, batch_size (None: full batch; capped at
+    N), log_every: ``baselines.train.train``.  seed: initialization and minibatch order.
+
+    ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "softmax-transformer",
+        mixer: str = "softmax",
+        ffn: str | None = "mlp",
+        width: int = 32,
+        depth: int = 1,
+        heads: int = 2,
+        options: dict[str, Any] | None = None,
+        view: str = "auto",
+        causal: bool = False,
+        optimizer: str = "adam",
+        learning_rate: float = 3e-3,
+        steps: int = 1000,
+        batch_size: int | None = 128,
+        log_every: int = 50,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        super().__init__(name)
+        self.mixer = mixer
+        self.ffn = ffn
+        self.width = width
+        self.depth = depth
+        self.heads = heads
+        self.options = options
+        self.view = view
+        self.causal = causal
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.steps = steps
+        self.batch_size = batch_size
+        self.log_every = log_every
+        self.seed = seed
+        self.progress = progress
+
+    def _config(self, task: Task) -> transformer.TransformerConfig:
+        if self.view not in VIEWS:
+            raise ValueError(f"unknown view {self.view!r}; expected one of {VIEWS}")
+        if self.view == "tokens" and task.tokens_train is None:
+            raise ValueError(f"view='tokens' but task {task.name!r} has no tokens")
+        use_tokens = self.view == "tokens" or (
+            self.view == "auto" and task.tokens_train is not None
+        )
+        self.input_view = "tokens" if use_tokens else "features"
+        output = {"classification": "classification", "regression": "regression"}
+        return transformer.TransformerConfig(
+            width=self.width,
+            depth=self.depth,
+            heads=self.heads,
+            max_len=task.n_tokens,
+            vocab_size=task.vocab_size if use_tokens else None,
+            input_dim=None if use_tokens else task.dim,
+            mixer=self.mixer,
+            ffn=self.ffn,
+            causal=self.causal,
+            output=output.get(task.problem, "token"),
+            num_outputs=task.output_dim,
+            options=dict(self.options or {}),
+        )
+
+    def _fit(self, task: Task, budget_seconds: float | None) -> None:
+        cfg = self.config_ = self._config(task)
+        inputs = jnp.asarray(self.inputs(task, "train"))
+        params = jax.jit(lambda key: transformer.init(key, cfg))(
+            jax.random.key(self.seed, impl="rbg")
+        )
+        batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
+        result = train(
+            transformer.objective(cfg, base.per_sample_loss(task), accuracy=False),
+            params,
+            (inputs, jnp.asarray(task.y_train)),
+            learning_rate=self.learning_rate,
+            steps=self.steps,
+            optimizer=self.optimizer,
+            batch_size=batch,
+            log_every=self.log_every,
+            early_stop=base.wall_clock_stop(budget_seconds),
+            seed=self.seed,
+            progress=self.progress,
+        )
+        self.result_ = result
+        self.params_ = result.params
+        self.maps_inputs_ = inputs[:MAPS_SAMPLES]
+        self._apply = jax.jit(lambda params, x: transformer.apply(params, x, cfg)[0])
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        """Labels or predictions for tokens (N, L) or features (N, L, d) (``input_view``)."""
+        return self._decode(self._apply(self.params_, jnp.asarray(inputs)))
+
+    def attention_maps(self) -> dict[str, np.ndarray]:
+        """{"layer{i}": (H, L, L)} mixing weights averaged over up to 64 training inputs, for
+        every layer whose mixer has them (none for GSS)."""
+        maps = transformer.attention_maps(self.params_, self.maps_inputs_, self.config_)
+        return {
+            f"layer{i}": np.asarray(m).mean(axis=0) for i, m in enumerate(maps) if m is not None
+        }
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "objective": self.result_.history["objective"][-1],
+            "objective_terms": base.LOSS_TERMS,
+            "parameters": base.count_parameters(self.params_),
+            "history": base.train_history(self.result_.history),
+            "details": {
+                "mixer": self.mixer,
+                "ffn": self.ffn,
+                "view": self.input_view,
+                "steps": self.result_.steps,
+                "stopped_by_budget": self.result_.stopped_early,
+                "train_seconds": self.result_.seconds,
+            },
+        }
