@@ -24,11 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from baselines import transformer
 from baselines.train import Objective, supervised_objective
 
 Params = dict[str, list[dict[str, jax.Array]]]
-
-LN_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -95,9 +94,7 @@ def hidden_widths(params: Params) -> tuple[int, ...]:
 
 def layer_norm(z: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
     """LayerNorm over the last axis of ``z`` (N, h) with a per-unit affine (h,)."""
-    mean = z.mean(-1, keepdims=True)
-    var = ((z - mean) ** 2).mean(-1, keepdims=True)
-    return scale * (z - mean) / jnp.sqrt(var + LN_EPS) + bias
+    return transformer.layer_norm(z, {"scale": scale, "bias": bias})
 
 
 def _trace(params: Params, X: jax.Array) -> Trace:

@@ -32,7 +32,7 @@ NORMS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "none")
 OUTPUTS = ("classification", "regression", "token")
 POOLINGS = ("mean", "first", "last")
-_LN_EPS = 1e-5
+LN_EPS = 1e-5
 _PROJECTIONS: dict[str, Callable[[Params, LayerConfig], Params]] = {"simplex": simplex.project}
 
 
@@ -136,7 +136,7 @@ def layer_norm(x: jax.Array, params: Params) -> jax.Array:
     """LayerNorm over the last axis with a learned per-unit affine."""
     mean = x.mean(-1, keepdims=True)
     var = x.var(-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + _LN_EPS) * params["scale"] + params["bias"]
+    return (x - mean) * jax.lax.rsqrt(var + LN_EPS) * params["scale"] + params["bias"]
 
 
 def sinusoidal_positions(length: int, width: int) -> jax.Array:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baselines import align, mlp
+from baselines import align, mlp, transformer
 
 WIDTHS = (12, 10, 12)
 _apply = jax.jit(mlp.apply)
@@ -36,7 +36,7 @@ def random_mlp(
             n = (
                 scale
                 * (z - z.mean(1, keepdims=True))
-                / np.sqrt(z.var(1, keepdims=True) + mlp.LN_EPS)
+                / np.sqrt(z.var(1, keepdims=True) + transformer.LN_EPS)
             )
             layer |= {"ln_scale": scale, "ln_bias": rng.normal(0, 0.1, d_out) - np.median(n, 0)}
             z = n + layer["ln_bias"]
