@@ -48,22 +48,29 @@ def convex_loss(task: Task) -> str:
     return "cross_entropy" if integer_targets(task) else "squared"
 
 
+def cross_entropy(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """Softmax cross-entropy of integer labels y (B, ...), summed per sample: (B,)."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(pred, y)
+    return losses.reshape(y.shape[0], -1).sum(axis=1)
+
+
+def squared(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """1/2 the squared error, summed per sample: (B,)."""
+    diff = pred.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)
+    return 0.5 * jnp.sum(diff**2, axis=1)
+
+
 def per_sample_loss(task: Task) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """``loss(pred, y) -> (B,)``, summed over every non-sample axis, with the convex programs'
-    scaling: softmax cross-entropy of integer labels, or 1/2 the squared error."""
-    if integer_targets(task):
+    """``loss(pred, y) -> (B,)`` with the convex programs' scaling: ``cross_entropy`` for integer
+    targets, else ``squared``. Module-level functions, so trainers compiled for one task are
+    reused for the next (``baselines.train`` keys its compilations on the callables)."""
+    return cross_entropy if integer_targets(task) else squared
 
-        def cross_entropy(pred: jax.Array, y: jax.Array) -> jax.Array:
-            losses = optax.softmax_cross_entropy_with_integer_labels(pred, y)
-            return losses.reshape(y.shape[0], -1).sum(axis=1)
 
-        return cross_entropy
-
-    def squared(pred: jax.Array, y: jax.Array) -> jax.Array:
-        diff = pred.reshape(y.shape[0], -1) - y.reshape(y.shape[0], -1)
-        return 0.5 * jnp.sum(diff**2, axis=1)
-
-    return squared
+def init_key(seed: int) -> jax.Array:
+    """The key of a model's initialization: "rbg" bits, which XLA compiles far faster on CPU than
+    the default threefry (seconds per parameter shape)."""
+    return jax.random.key(seed, impl="rbg")
 
 
 def score(task: Task, split: str, pred: Any) -> float:

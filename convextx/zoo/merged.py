@@ -19,6 +19,8 @@ from baselines.train import train
 from convextx.tasks import Task
 from convextx.zoo import base
 
+OBJECTIVE = mlp.objective()  # one object for every fit, so train compiles once per shape
+
 
 def flatten(X: Any) -> jax.Array:
     """(N, n, d) -> (N, n * d)."""
@@ -69,13 +71,12 @@ class MergedMLPModel(base.Model):
         X = flatten(task.X_train)
         data = (X, jnp.asarray(task.y_train))
         cfg = mlp.MLPConfig(X.shape[1], tuple(self.widths), task.num_classes)
-        objective = mlp.objective()
         batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
         half = None if budget_seconds is None else budget_seconds / 2
         self.endpoints_ = [
             train(
-                objective,
-                mlp.init(jax.random.key(seed), cfg),
+                OBJECTIVE,
+                mlp.init(base.init_key(seed), cfg),
                 data,
                 learning_rate=self.learning_rate,
                 steps=self.steps,
@@ -90,7 +91,7 @@ class MergedMLPModel(base.Model):
         ]
         a, b = (result.params for result in self.endpoints_)
         self.params_ = repair.merge(a, b, X, self.alpha, method=self.method)
-        self.objective_ = float(objective(self.params_, data, None)[0])
+        self.objective_ = float(OBJECTIVE(self.params_, data, None)[0])
 
     def _certify(self, task: Task) -> None:
         self.endpoint_test_metrics_ = [

@@ -9,10 +9,10 @@ Adam/SGD stop above the global optimum.
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,6 +27,17 @@ from convextx.zoo.convex import default_kind
 
 KINDS = ("scalar", "vector", "sequence")
 DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adamw": 1e-2}
+
+
+@cache
+def _objective(kind: str, loss: Callable) -> Callable:
+    """One training objective per setting, so ``train`` compiles once per setting and shape."""
+    return heads_module.objective(kind, loss)
+
+
+@cache
+def _penalty(kind: str, beta: float) -> Callable:
+    return partial(heads_module.penalty, kind, beta=beta)
 
 
 def default_heads(kind: str, n: int, d: int, c: int) -> int:
@@ -99,7 +110,7 @@ class SimplexModel(base.Model):
         c = task.output_dim
         h = default_heads(kind, n, d, c) if self.heads is None else self.heads
         params = heads_module.init_params(
-            jax.random.key(self.seed),
+            base.init_key(self.seed),
             kind,
             h,
             n,
@@ -109,14 +120,14 @@ class SimplexModel(base.Model):
         )
         rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 0.1 / N)
         result = train(
-            heads_module.objective(kind, base.per_sample_loss(task)),
+            _objective(kind, base.per_sample_loss(task)),
             params,
             (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
             learning_rate=rate,
             steps=self.steps,
             optimizer=self.optimizer,
             batch_size=self.batch_size,
-            penalty=partial(heads_module.penalty, kind, beta=self.beta),
+            penalty=_penalty(kind, float(self.beta)),
             project=heads_module.project if self.parameterization == "projection" else None,
             log_every=self.log_every,
             early_stop=base.wall_clock_stop(budget_seconds),

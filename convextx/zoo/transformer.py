@@ -8,6 +8,7 @@ objective is not the convex program's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,12 +16,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines import transformer
-from baselines.train import train
+from baselines.train import Objective, train
 from convextx.tasks import Task
 from convextx.zoo import base
 
 VIEWS = ("auto", "tokens", "features")
 MAPS_SAMPLES = 64  # attention maps are averaged over this many training inputs
+
+
+_OBJECTIVES: dict[tuple[str, Callable], Objective] = {}
+
+
+def _objective(cfg: transformer.TransformerConfig, loss: Callable) -> Objective:
+    """One training objective per (config, loss), so ``train`` compiles once per setting and
+    shape (the config holds a dict, so it is keyed by its repr)."""
+    key = (repr(cfg), loss)
+    if key not in _OBJECTIVES:
+        _OBJECTIVES[key] = transformer.objective(cfg, loss, accuracy=False)
+    return _OBJECTIVES[key]
 
 
 class TransformerModel(base.Model):
@@ -99,12 +112,10 @@ class TransformerModel(base.Model):
     def _fit(self, task: Task, budget_seconds: float | None) -> None:
         cfg = self.config_ = self._config(task)
         inputs = jnp.asarray(self.inputs(task, "train"))
-        params = jax.jit(lambda key: transformer.init(key, cfg))(
-            jax.random.key(self.seed, impl="rbg")
-        )
+        params = jax.jit(lambda key: transformer.init(key, cfg))(base.init_key(self.seed))
         batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
         result = train(
-            transformer.objective(cfg, base.per_sample_loss(task), accuracy=False),
+            _objective(cfg, base.per_sample_loss(task)),
             params,
             (inputs, jnp.asarray(task.y_train)),
             learning_rate=self.learning_rate,

@@ -1,0 +1,163 @@
+"""Leaderboards and plots of benchmark runs (rows as written by ``convextx.bench``).
+
+A row is a ``Model.report()`` dict plus "task" and "seed" (and "error" for a failed run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Successful rows grouped by (task, model), in first-seen order."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        if "error" not in row:
+            out.setdefault((row["task"], row["model"]), []).append(row)
+    return out
+
+
+def leaderboard(rows: Sequence[dict]) -> str:
+    """A Markdown table, one line per (task, model), means over seeds: test metric (+- std over
+    seeds), train objective, certified optimum and gap (where the model has one), wall time;
+    then the failed runs. Within a task, the best test metric first."""
+    lines = [
+        "| task | model | seeds | test metric | train objective | certified optimum | gap "
+        "| wall time (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    grouped = groups(rows)
+    tasks = list(dict.fromkeys(task for task, _ in grouped))
+    for task in tasks:
+        entries = [(model, rs) for (t, model), rs in grouped.items() if t == task]
+        entries.sort(key=lambda e: -np.mean([r["test_metric"] for r in e[1]]))
+        for model, rs in entries:
+            metric = [r["test_metric"] for r in rs]
+            spread = f" +- {np.std(metric):.3f}" if len(rs) > 1 else ""
+            lines.append(
+                f"| {task} | {model} | {len(rs)} | {rs[0]['metric']} {np.mean(metric):.4f}{spread} "
+                f"| {_fmt(_mean([r['objective'] for r in rs]))} "
+                f"| {_fmt(_mean([r['certified_optimum'] for r in rs]))} "
+                f"| {_fmt(_mean([r['gap'] for r in rs]), '.2g')} "
+                f"| {_fmt(_mean([r['wall_seconds'] for r in rs]), '.3g')} |"
+            )
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        lines += ["", "Failed runs:", ""]
+        lines += [f"- {r['task']} / {r['model']} / seed {r['seed']}: {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def table(rows: Sequence[dict]) -> str:
+    """A plain-text table, one line per run: model, train objective, certified optimum, gap,
+    train and test metric, wall and CPU time of the fit."""
+    header = (
+        f"{'model':<22}{'train objective':>16}{'certified optimum':>19}{'gap':>10}"
+        f"{'train':>8}{'test':>8}{'wall (s)':>10}{'cpu (s)':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['model']:<22}failed: {row['error']}")
+            continue
+        lines.append(
+            f"{row['model']:<22}{_fmt(row['objective'], '.6g'):>16}"
+            f"{_fmt(row['certified_optimum'], '.6g'):>19}{_fmt(row['gap'], '.2g'):>10}"
+            f"{row['train_metric']:>8.4f}{row['test_metric']:>8.4f}"
+            f"{row['wall_seconds']:>10.1f}{row['cpu_seconds']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Train objective vs training time, one line per run, one panel per objective (what it
+    sums: the convex program's models apart from the rest), each model's certified optimum as a
+    dashed horizontal line in its color; panels with an optimum zoom in on it. Writes a PNG."""
+    plt = _pyplot()
+    rows = [r for r in rows if "error" not in r and r["history"]["time"]]
+    scales = list(dict.fromkeys(r["objective_terms"] for r in rows)) or [""]
+    colors = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
+    for ax, scale in zip(axes[0], scales, strict=True):
+        panel = [r for r in rows if r["objective_terms"] == scale]
+        labelled = set()
+        for row in panel:
+            model, history = row["model"], row["history"]
+            time = np.maximum(np.asarray(history["time"], float), 1e-4)  # log axis: t = 0 at 1e-4
+            ax.plot(
+                time,
+                history["objective"],
+                color=colors[model],
+                marker="." if len(time) < 3 else None,
+                label=None if model in labelled else model,
+            )
+            labelled.add(model)
+            if row["certified_optimum"] is not None:
+                ax.axhline(row["certified_optimum"], color=colors[model], ls="--", lw=1)
+        optima = [r["certified_optimum"] for r in panel if r["certified_optimum"] is not None]
+        if optima:
+            finals = [r["objective"] for r in panel]
+            ax.set_ylim(0.98 * min(*optima, *finals), 1.3 * max(finals))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel("train objective")
+        ax.set_title(scale, fontsize=10)
+        ax.legend(fontsize=8, title="dashed: certified optimum" if optima else None)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_metric(rows: Sequence[dict], path: str | Path) -> Path:
+    """Seed-mean test metric per model (bars, std over seeds as error bars), one panel per task.
+    Writes a PNG at ``path``."""
+    plt = _pyplot()
+    grouped = groups(rows)
+    tasks = list(dict.fromkeys(task for task, _ in grouped)) or [""]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        entries = [(model, rs) for (t, model), rs in grouped.items() if t == task]
+        values = [[r["test_metric"] for r in rs] for _, rs in entries]
+        ax.bar(
+            range(len(entries)),
+            [np.mean(v) for v in values],
+            yerr=[np.std(v) for v in values],
+            color=[f"C{i % 10}" for i in range(len(entries))],
+        )
+        ax.set_xticks(range(len(entries)), [m for m, _ in entries], rotation=30, ha="right")
+        ax.set_title(task)
+        ax.set_ylabel(f"test {entries[0][1][0]['metric']}" if entries else "test metric")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

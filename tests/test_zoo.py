@@ -1,0 +1,163 @@
+"""The model zoo: one protocol for every entry, and the Adam-trained architecture never below the
+certified optimum of its own convex program."""
+
+import json
+
+import numpy as np
+import pytest
+
+import convextx as cx
+from convextx import zoo
+from convextx.zoo import base
+
+REQUIRED = {
+    "convex-fista",
+    "convex-cvxpy",
+    "convex-gated",
+    "simplex-adam",
+    "simplex-sgd",
+    "softmax-transformer",
+    "gss",
+    "moe",
+    "repair-merged",
+}
+# tiny settings: every entry fits a 30-sample task in seconds
+TINY = {
+    "convex-gated": {"gates": 4},
+    "simplex-adam": {"steps": 200},
+    "simplex-sgd": {"steps": 100},
+    "softmax-transformer": {"width": 8, "steps": 20},
+    "gss": {"width": 8, "steps": 20, "options": {"state_size": 4}},
+    "moe": {"width": 8, "steps": 20, "options": {"num_experts": 2}},
+    "repair-merged": {"widths": (8,), "steps": 20},
+}
+# each compiles a model of its own (seconds of CPU apiece): run with -m slow
+SLOW = {"convex-cvxpy", "convex-gated", "softmax-transformer", "gss", "moe", "repair-merged"}
+
+
+def _task(problem="classification"):
+    return cx.tasks.load(
+        "student_teacher", N_train=30, N_test=20, n=4, d=3, heads=2, problem=problem,
+        c=3 if problem == "classification" else None, noise=0.1,
+    )  # fmt: skip
+
+
+_FITTED = {}
+
+
+def _fitted(name, problem="classification"):
+    """Each entry fitted once per problem for the whole module."""
+    if (name, problem) not in _FITTED:
+        task = _task(problem)
+        _FITTED[name, problem] = (zoo.make(name, **TINY.get(name, {})).fit(task), task)
+    return _FITTED[name, problem]
+
+
+def test_names_cover_the_entries_and_unknown_names_list_them():
+    assert set(zoo.names()) >= REQUIRED
+    with pytest.raises(ValueError, match="unknown model 'adam'.*convex-fista"):
+        zoo.make("adam")
+    with pytest.raises(TypeError, match=r"unknown settings \['stpes'\].*'steps'"):
+        zoo.make("simplex-adam", stpes=10)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(REQUIRED)],
+)
+def test_protocol(name):
+    model, task = _fitted(name)
+    assert model.name == name
+    pred = model.predict(model.inputs(task, "test"))
+    assert pred.shape == task.y_test.shape
+    assert set(np.unique(pred)) <= set(range(task.num_classes))
+    for split in ("train", "test"):
+        y = getattr(task, f"y_{split}")
+        assert model.score(task, split) == pytest.approx(
+            np.mean(model.predict(model.inputs(task, split)) == y)
+        )
+    report = model.report()
+    json.dumps(report)  # JSON-ready
+    assert report["model"] == name and report["task"] == "student_teacher"
+    assert report["metric"] == "accuracy"
+    assert report["test_metric"] == model.score(task, "test")
+    assert report["train_metric"] == model.score(task, "train")
+    assert report["parameters"] > 0 and report["wall_seconds"] > 0 and report["cpu_seconds"] > 0
+    assert report["device"].startswith("cpu")
+    times, values = report["history"]["time"], report["history"]["objective"]
+    assert len(times) == len(values) >= 1 and np.all(np.diff(times) >= 0)
+    assert np.isfinite(report["objective"])
+    for maps in model.attention_maps().values():  # mixing weights: rows on the simplex
+        assert (maps >= 0).all()
+        np.testing.assert_allclose(maps.sum(axis=-1), 1.0, atol=1e-6)
+
+
+def test_convex_models_report_certificates_and_attention_heads():
+    model, task = _fitted("convex-fista")
+    report = model.report()
+    assert report["status"] == "optimal"
+    assert report["certified_optimum"] == report["objective"]
+    assert 0 <= report["gap"] <= 1e-6 * max(1.0, report["objective"])
+    heads = model.attention_maps()["heads"]
+    assert heads.shape == (report["details"]["heads"], task.n_tokens)
+    assert set(np.unique(heads)) <= {0.0, 1.0}  # recovered heads attend to one token each
+
+
+@pytest.mark.slow
+def test_cvxpy_entry_reaches_the_fista_optimum():
+    fista, cvxpy = _fitted("convex-fista")[0].report(), _fitted("convex-cvxpy")[0].report()
+    assert cvxpy["objective"] == pytest.approx(fista["objective"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "problem", ["classification", pytest.param("regression", marks=pytest.mark.slow)]
+)
+def test_simplex_adam_stays_above_the_certified_optimum(problem):
+    """Adam on the convex program's own architecture: its objective (scored by
+    nonconvex_objective) equals its training objective and is >= the certified optimum."""
+    model, task = _fitted("simplex-adam", problem)
+    report = model.report()
+    assert report["objective"] == pytest.approx(report["history"]["objective"][-1], rel=1e-9)
+    assert report["objective"] >= report["certified_optimum"] - report["gap"] - 1e-9
+    assert report["history"]["objective"][-1] < report["history"]["objective"][0]
+    convex, _ = (
+        (zoo.make("convex-fista").fit(task), task)
+        if problem == "regression"
+        else _fitted("convex-fista")
+    )
+    assert report["certified_optimum"] == pytest.approx(convex.report()["objective"], rel=1e-5)
+    assert report["details"]["excess_over_optimum"] >= -report["gap"]
+    if problem == "regression":
+        assert report["metric"] == "r2"
+        assert model.predict(task.X_test).shape == task.y_test.shape
+
+
+def test_budget_stops_training_and_is_validated():
+    task = _task()
+    model = zoo.make("simplex-sgd", steps=10_000, log_every=10).fit(task, budget_seconds=1e-3)
+    details = model.report()["details"]
+    assert details["stopped_by_budget"] and details["steps"] < 10_000
+    assert model.report()["budget_seconds"] == 1e-3
+    with pytest.raises(ValueError, match="budget_seconds"):
+        zoo.make("convex-fista").fit(task, budget_seconds=0)
+
+
+def test_bad_input_is_refused_clearly():
+    with pytest.raises(ValueError, match="fits problems.*regression task"):
+        zoo.make("repair-merged").fit(_task("regression"))
+    with pytest.raises(TypeError, match="Task"):
+        zoo.make("convex-fista").fit(np.zeros((3, 2, 2)))
+    with pytest.raises(AttributeError, match="not fitted"):
+        zoo.make("convex-fista").report()
+    with pytest.raises(ValueError, match="split"):
+        zoo.make("convex-fista").inputs(_task(), "validation")
+
+
+def test_loss_scaling_matches_the_convex_programs():
+    """The per-sample losses the trainers sum are the convex programs' losses."""
+    task = _task("regression")
+    pred, y = np.array([[1.0], [2.0]]), np.array([0.0, 4.0])
+    np.testing.assert_allclose(base.per_sample_loss(task)(pred, y), [0.5, 2.0])
+    labels = _task()
+    logits = np.array([[0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(base.per_sample_loss(labels)(logits, np.array([1])), [np.log(3)])
