@@ -1,0 +1,134 @@
+"""What ``bench_solvers`` runs in each mode (micro, quick, default, full): the problems of each
+suite and the limits. Sizes are counted in convex-program variables."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments._bench_programs import Spec
+
+MODES = ("micro", "quick", "default", "full")
+
+# The targets of issue 9 (P3 with one token; beta = 0.1 beta_max unless noted).
+TARGET_T1 = Spec("gated", N=2000, n=1, d=50, P=200)  # 1e4 variables
+TARGET_T2 = Spec("gated", N=10_000, n=1, d=100, P=500)  # 5e4 variables
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """epsilon: (spec, run cvxpy, run Adam/SGD) rows of the time-to-epsilon suite.
+    scaling_base and scaling_axes: P3 problems varying one of N, n, d, P at a time.
+    matmul, dtype: specs of the per-iteration-vs-maps and float32-vs-float64 suites.
+    sharded: spec solved on 1 and 4 forced host devices.  working_set: (spec, beta ratios).
+    t1, t2: the target problems (None: not run in this mode).
+    cvxpy_timeout: seconds per cvxpy solver and problem (None: in process, no limit).
+    adam_lrs, sgd_lrs: learning-rate grids (SGD's are multiplied by 1/N: the objective is a sum).
+    min_budget: least seconds given to each Adam/SGD run.  max_iter: FISTA budget.
+    """
+
+    epsilon: tuple[tuple[Spec, bool, bool], ...]
+    scaling_base: Spec
+    scaling_axes: dict[str, tuple[int, ...]]
+    matmul: tuple[Spec, ...]
+    dtype: tuple[Spec, ...]
+    sharded: Spec | None
+    working_set: tuple[Spec, tuple[float, ...]]
+    t1: Spec | None
+    t2: Spec | None
+    cvxpy_timeout: float | None
+    adam_lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+    sgd_lrs: tuple[float, ...] = (1e-2, 1e-1, 1.0)
+    min_budget: float = 1.0
+    max_iter: int = 20_000
+    repeats: int = 3
+
+
+def _eps_specs(sizes: dict[str, list[Spec]], cvxpy_max: int, nonconvex_max: int):
+    rows = []
+    for specs in sizes.values():
+        for spec in specs:
+            rows.append((spec, spec.variables <= cvxpy_max, spec.variables <= nonconvex_max))
+    return tuple(rows)
+
+
+def _ladder(top: int) -> dict[str, list[Spec]]:
+    """P1 (n=10), P2 (c=5, n=10), P3 (n=1, d=50) at 1e3, 1e4, ... up to ``top`` variables;
+    N shrinks for the widest P1/P2 so the data stay about 2e7 numbers."""
+    sizes = [10**k for k in range(3, 8) if 10**k <= top]
+    return {
+        "scalar": [Spec("scalar", N=min(1000, 2 * 10**7 // s), n=10, d=s // 10) for s in sizes],
+        "vector": [
+            Spec("vector", N=min(1000, 2 * 10**7 // s), n=10, d=s // 50, c=5) for s in sizes
+        ],
+        "gated": [Spec("gated", N=2000, n=1, d=50, P=s // 50) for s in sizes],
+    }
+
+
+def make_plan(mode: str) -> Plan:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if mode == "micro":
+        tiny = Spec("gated", N=60, n=2, d=4, P=4)
+        return Plan(
+            epsilon=((tiny, True, True),),
+            scaling_base=tiny,
+            scaling_axes={"N": (60, 120)},
+            matmul=(tiny,),
+            dtype=(tiny,),
+            sharded=None,
+            working_set=(Spec("gated", N=80, n=1, d=4, P=16), (0.3,)),
+            t1=None,
+            t2=None,
+            cvxpy_timeout=None,
+            adam_lrs=(1e-2,),
+            sgd_lrs=(0.1,),
+            min_budget=0.05,
+            max_iter=2000,
+            repeats=1,
+        )
+    if mode == "quick":
+        return Plan(
+            epsilon=_eps_specs(_ladder(10**3), cvxpy_max=10**3, nonconvex_max=10**3),
+            scaling_base=Spec("gated", N=1000, n=1, d=25, P=40),
+            scaling_axes={
+                "N": (500, 1000, 2000),
+                "n": (1, 2, 4),
+                "d": (12, 25, 50),
+                "P": (20, 40, 80),
+            },
+            matmul=(Spec("gated", N=1000, n=1, d=25, P=40),),
+            dtype=(Spec("gated", N=1000, n=1, d=25, P=40),),
+            sharded=Spec("gated", N=1000, n=1, d=25, P=40),
+            working_set=(Spec("gated", N=2000, n=1, d=25, P=200), (0.1, 0.3)),
+            t1=TARGET_T1,
+            t2=None,
+            cvxpy_timeout=120.0,
+            adam_lrs=(1e-2, 1e-1),
+            sgd_lrs=(0.1, 1.0),
+        )
+    full = mode == "full"
+    return Plan(
+        epsilon=_eps_specs(
+            _ladder(10**7 if full else 10**5),
+            cvxpy_max=10**4 if full else 10**3,
+            nonconvex_max=10**4,
+        ),
+        scaling_base=Spec("gated", N=2000, n=1, d=50, P=100),
+        scaling_axes={
+            "N": (1000, 2000, 4000, 8000),
+            "n": (1, 2, 4, 8),
+            "d": (25, 50, 100, 200),
+            "P": (50, 100, 200, 400),
+        },
+        matmul=(
+            TARGET_T1,
+            Spec("scalar", N=1000, n=10, d=1000),
+            Spec("vector", N=1000, n=10, d=200, c=5),
+        ),
+        dtype=(TARGET_T1, Spec("scalar", N=1000, n=10, d=1000)),
+        sharded=TARGET_T1,
+        working_set=(Spec("gated", N=4000, n=1, d=50, P=400), (0.05, 0.1, 0.2, 0.4)),
+        t1=TARGET_T1,
+        t2=TARGET_T2,
+        cvxpy_timeout=3600.0 if full else 600.0,
+    )

@@ -1,0 +1,249 @@
+"""Benchmark problems: planted data for P1-P3, their restrictions to working sets, and their
+nonconvex twins (``baselines.heads``) scored by the same objective.
+
+``restrict_program`` slices the DATA of a convex program (tokens for P1/P2, gates and tokens for
+P3) so that a restricted FISTA iteration costs in proportion to the groups it keeps. It belongs in
+``convextx.programs`` (proposed as ``ConvexProgram.restrict``); it lives here until then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+import solvers
+from baselines import heads as heads_module
+from convextx.programs import (
+    ConvexProgram,
+    _first_output,
+    convex_program,
+    predict_gated,
+    predict_scalar,
+    predict_vector,
+)
+from solvers.screening import Restriction
+
+KINDS = ("scalar", "vector", "gated")
+PROGRAM_NAMES = {"scalar": "P1", "vector": "P2", "gated": "P3"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One benchmark problem: kind, N samples, n tokens, d features, P gates (gated), c outputs
+    (vector), beta as a fraction of beta_max, data seed. Picklable, so a subprocess rebuilds it."""
+
+    kind: str
+    N: int
+    n: int
+    d: int
+    P: int = 1
+    c: int = 1
+    beta_ratio: float = 0.1
+    seed: int = 0
+
+    @property
+    def variables(self) -> int:
+        """Number of scalar variables of the convex program."""
+        return {
+            "scalar": self.n * self.d,
+            "vector": self.c * self.n * self.d,
+            "gated": self.P * self.c * self.n * self.d,
+        }[self.kind]
+
+    @property
+    def label(self) -> str:
+        extra = {"scalar": "", "vector": f" c={self.c}", "gated": f" P={self.P}"}[self.kind]
+        return f"{PROGRAM_NAMES[self.kind]} N={self.N} n={self.n} d={self.d}{extra}"
+
+
+def make_data(spec: Spec) -> tuple[np.ndarray, np.ndarray]:
+    """X (N, n, d) standard normal; y from a planted sparse gated-ReLU attention teacher
+    (3 heads on 2 tokens) plus 10% noise: (N,) for scalar/gated, (N, c) for vector."""
+    rng = np.random.default_rng(spec.seed)
+    X = rng.standard_normal((spec.N, spec.n, spec.d))
+    tokens = rng.choice(spec.n, size=min(2, spec.n), replace=False)
+    outputs = spec.c if spec.kind == "vector" else 1
+    y = np.zeros((spec.N, outputs))
+    for _ in range(3):
+        w1 = np.zeros(spec.n)
+        w1[tokens] = rng.dirichlet(np.ones(tokens.size))
+        w2 = rng.standard_normal(spec.d) / math.sqrt(spec.d)
+        act = np.einsum("k,ikq,q->i", w1, X, w2)
+        y += np.maximum(act, 0.0)[:, None] * rng.standard_normal(outputs)
+    y = y / max(y.std(), 1e-12)
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    return X, (y[:, 0] if spec.kind != "vector" else y)
+
+
+def _gates(spec: Spec) -> int | None:
+    return spec.P if spec.kind == "gated" else None
+
+
+def build(spec: Spec, dtype: str = "float64") -> tuple[ConvexProgram, np.ndarray, np.ndarray]:
+    """(program at beta = beta_ratio * beta_max, X, y). Gates with duplicate patterns on X are
+    dropped by convex_program, so P can shrink slightly (program.shape[0])."""
+    X, y = make_data(spec)
+    program = convex_program(
+        X, y, kind=spec.kind, beta=1.0, gates=_gates(spec), dtype=dtype, seed=spec.seed
+    )
+    return program.with_beta(spec.beta_ratio * solvers.beta_max(program.problem)), X, y
+
+
+def _pad(chosen: np.ndarray, total: int, size: int) -> np.ndarray:
+    """``chosen`` plus the lowest unused indices up to ``size`` (a shape the solver has seen)."""
+    if chosen.size >= size:
+        return chosen
+    unused = np.setdiff1d(np.arange(total), chosen)[: size - chosen.size]
+    return np.sort(np.concatenate([chosen, unused]))
+
+
+def _bucket(count: int, total: int) -> int:
+    return min(total, 1 << max(0, math.ceil(math.log2(max(count, 1)))))
+
+
+def restrict_program(program: ConvexProgram, X: np.ndarray):
+    """A ``restrict`` for ``solvers.screening.solve_working_set`` on program (kind scalar,
+    vector or gated): keeps the tokens (and, for P3, the gates) of the requested groups,
+    each count padded to a power of two so the restricted solver compiles a few times only."""
+    kind, shape = program.kind, program.shape
+    problem = program.problem
+    X = jnp.asarray(X, problem.dtype)
+    D = program.gates.patterns(X) if kind == "gated" else None
+    flat = np.arange(problem.size).reshape(shape)
+    penalty = solvers.GroupL2(problem.penalty.beta, axis=-1)
+
+    def restrict(groups: np.ndarray) -> Restriction:
+        rows = np.unravel_index(groups, shape[:-1])  # group = one row z_{..., k} of length d
+        n = shape[-2]
+        tokens = _pad(np.unique(rows[-1]), n, _bucket(np.unique(rows[-1]).size, n))
+        if kind == "gated":
+            P = shape[0]
+            gates = _pad(np.unique(rows[0]), P, _bucket(np.unique(rows[0]).size, P))
+            predict = Partial(predict_gated, X[:, tokens], D[:, gates])
+            index = flat[gates][:, :, tokens]
+        elif kind == "vector":
+            predict = Partial(predict_vector, X[:, tokens])
+            index = flat[:, tokens]
+        else:
+            predict = Partial(predict_scalar, X[:, tokens])
+            index = flat[tokens]
+        if program.scalar_output and kind != "scalar":
+            predict = Partial(_first_output, predict)
+        sub = solvers.Problem(
+            predict, index.shape, problem.loss, penalty, dtype=problem.dtype, check_linear=False
+        )
+        return Restriction(sub, index)
+
+    return restrict
+
+
+def operator_norm_bounds(program: ConvexProgram, X: np.ndarray) -> np.ndarray:
+    """(G,) Frobenius norms of each group's block of columns, an upper bound on ``|A_g|_2``.
+
+    Group (.., l, k) of P1/P2 has columns X[:, k, q] (on output l); of P3 gate j, D_ij X[i, k, q].
+    """
+    X = np.asarray(X, dtype=float)
+    squares = (X**2).sum(axis=0) if program.kind != "gated" else None  # (n, d)
+    if program.kind == "gated":
+        D = np.asarray(program.gates.patterns(jnp.asarray(X)), dtype=float)  # (N, P)
+        per_gate_token = np.einsum("ij,ik->jk", D, (X**2).sum(axis=2))  # (P, n)
+        P, c, n, _ = program.shape
+        return np.sqrt(np.broadcast_to(per_gate_token[:, None, :], (P, c, n))).ravel()
+    per_token = squares.sum(axis=1)
+    if program.kind == "vector":
+        per_token = np.broadcast_to(per_token, (program.shape[0], per_token.size))
+    return np.sqrt(per_token).ravel()
+
+
+def nonconvex_setup(program: ConvexProgram, X: np.ndarray, y: np.ndarray):
+    """(objective, penalty, init(key), data) of the same-architecture nonconvex model with
+    enough heads to reach the convex optimum: one per group (P3: one per gate, token, output)."""
+    kind, shape = program.kind, program.shape
+    beta = float(program.problem.penalty.beta)
+    n, d = program.n, program.d
+    gates = None
+    if kind == "scalar":
+        h, c = n, None
+    elif kind == "vector":
+        h, c = shape[0] * n, shape[0]
+    else:
+        per_gate = shape[1] * n
+        h, c = shape[0] * per_gate, shape[1]
+        gates = {
+            "u1": jnp.repeat(jnp.asarray(program.gates.u1), per_gate, axis=0),
+            "u2": jnp.repeat(jnp.asarray(program.gates.u2), per_gate, axis=0),
+        }
+    hk = "scalar" if kind == "scalar" else ("gated" if kind == "gated" else "vector")
+
+    def loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+        if program.scalar_output and pred.ndim == 2:
+            pred = pred[:, 0]
+        diff = (pred - target).reshape(pred.shape[0], -1)
+        return 0.5 * jnp.sum(diff**2, axis=1)
+
+    objective = heads_module.objective(hk, loss, gates=gates)
+    penalty = functools.partial(heads_module.penalty, hk, beta=beta)
+
+    def init(key: jax.Array):
+        return heads_module.init_params(key, hk, h, n, d, c)
+
+    data = (jnp.asarray(X), jnp.asarray(y))
+    return objective, penalty, init, data
+
+
+def _dense_predict(matrix: jax.Array, template: jax.Array, x: jax.Array) -> jax.Array:
+    return (matrix @ x.ravel()).reshape(template.shape)
+
+
+def dense_matrix(program: ConvexProgram, X: np.ndarray) -> np.ndarray:
+    """The (m, p) matrix of the program's linear map, built from its closed form in O(m p)
+    (P1: X_i flattened; P2: X_i on output l's block; P3: D_ij X_i on gate j, output l's block)
+    and checked against ``predict`` on a random point."""
+    X = np.asarray(X, dtype=float)
+    N = X.shape[0]
+    flat = X.reshape(N, -1)
+    if program.kind == "scalar":
+        matrix = flat
+    else:
+        c = program.shape[-3]
+        if program.kind == "vector":
+            blocks = flat[:, None, :]  # (N, 1, nd): one "gate", always on
+        else:
+            D = np.asarray(program.gates.patterns(jnp.asarray(X)), dtype=float)
+            blocks = D[:, :, None] * flat[:, None, :]  # (N, P, nd)
+        matrix = np.zeros((N, c, blocks.shape[1], c, flat.shape[1]))
+        for l in range(c):
+            matrix[:, l, :, l, :] = blocks
+        matrix = matrix.reshape(N * c, -1)
+        if program.scalar_output:
+            matrix = matrix.reshape(N, c, -1)[:, 0, :]
+    problem = program.problem
+    x = np.random.default_rng(0).standard_normal(problem.shape)
+    expected = np.asarray(problem.predict(jnp.asarray(x, problem.dtype))).ravel()
+    error = np.max(np.abs(matrix @ x.ravel() - expected)) / max(1.0, np.max(np.abs(expected)))
+    if error > 1e3 * float(jnp.finfo(problem.dtype).eps):
+        raise AssertionError(f"dense_matrix disagrees with predict (relative error {error:.2g})")
+    return matrix
+
+
+def dense_twin(program: ConvexProgram, X: np.ndarray) -> solvers.Problem:
+    """The same problem with its linear map an explicit matrix (``dense_matrix``): the cheap
+    route to cvxpy. ``solvers.materialize`` on the program itself costs p forward maps (and for
+    P3 a 4096 x N x P intermediate); on the twin it is one GEMM per 4096 columns."""
+    problem = program.problem
+    template = jnp.zeros(problem.prediction_shape, problem.dtype)
+    matrix = jnp.asarray(dense_matrix(program, X), problem.dtype)
+    return solvers.Problem(
+        Partial(_dense_predict, matrix, template),
+        problem.shape,
+        problem.loss,
+        problem.penalty,
+        dtype=problem.dtype,
+        check_linear=False,
+    )
