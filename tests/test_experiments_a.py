@@ -90,9 +90,18 @@ def test_sparsity_quick(tmp_path):
         assert r["reduced_tokens_per_output"] <= r["bound"]
         assert r["heads"] <= r["heads_bound"]
         assert r["reduced_tokens"] <= r["active_tokens"]  # reduction never adds tokens
+        assert r["reduced_tokens_per_output"] <= r["active_tokens_per_output"]
         assert r["relative_gap"] <= 1e-8
     sweeps = {(r["sweep"], r["kind"]) for r in data["records"]}
-    assert sweeps == {(s, k) for s in ("beta", "N") for k in ("scalar", "vector")}
+    assert sweeps == {(s, k) for s in ("beta", "N", "N_duplicated") for k in ("scalar", "vector")}
+    # Duplicated tokens: the solver's optimum spreads over copies; the reduction removes some.
+    assert (
+        sum(
+            data["summary"][k]["reduction_removed_tokens"]["N_duplicated"]
+            for k in ("scalar", "vector")
+        )
+        > 0
+    )
     # Largest beta on the path: beta_max, no active token; smallest N: the bound N + 1 binds.
     assert min(r["active_tokens"] for r in data["records"] if r["sweep"] == "beta") == 0
     assert results["plot"].endswith(".png")
