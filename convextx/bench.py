@@ -124,7 +124,8 @@ def run_one(
     model_cfg: Mapping[str, Any],
     budget_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """One run as a runs.jsonl row: the model's report, or an "error" if fitting raised."""
+    """One run as a runs.jsonl row (without "task_cfg"): the model's report, or an "error" if
+    fitting raised."""
     row: dict[str, Any] = {"task": task.name, "model": model, "seed": seed}
     built = zoo.make(model, **{"seed": seed, **model_cfg})  # bad settings raise here, not logged
     try:
@@ -152,6 +153,18 @@ def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     return files
 
 
+def _check_settings(
+    name: str, settings: Mapping[str, Mapping[str, Any]] | None, grid: list[str]
+) -> dict[str, dict[str, Any]]:
+    settings = {k: dict(v) for k, v in (settings or {}).items()}
+    extra = sorted(set(settings) - set(grid))
+    if extra:
+        raise ValueError(f"{name} has settings for {extra}, which are not in the grid {grid}")
+    if any("seed" in values for values in settings.values()):
+        raise ValueError(f"{name} must not set 'seed': the seeds come from the seeds argument")
+    return settings
+
+
 def run(
     task_names: Sequence[str],
     models: Sequence[str],
@@ -175,13 +188,8 @@ def run(
     task_names = check_names("tasks", task_names, tasks.names())
     models = check_names("models", models, zoo.names())
     seeds = check_seeds(seeds)
-    task_cfg, model_cfg = dict(task_cfg or {}), dict(model_cfg or {})
-    for kind, cfg, valid in (("task_cfg", task_cfg, task_names), ("model_cfg", model_cfg, models)):
-        extra = sorted(set(cfg) - set(valid))
-        if extra:
-            raise ValueError(f"{kind} has settings for {extra}, which are not in the grid {valid}")
-        if any("seed" in settings for settings in cfg.values()):
-            raise ValueError(f"{kind} must not set 'seed': the seeds come from the seeds argument")
+    task_cfg = _check_settings("task_cfg", task_cfg, task_names)
+    model_cfg = _check_settings("model_cfg", model_cfg, models)
     for model in models:  # fail on bad settings before any run
         zoo.make(model, **model_cfg.get(model, {}))
     target = select_device(device)
@@ -194,21 +202,16 @@ def run(
     done = {(r["task"], r["model"], r["seed"]) for r in rows}
     grid = [(t, s, m) for t in task_names for s in seeds for m in models]
     todo = [(t, s, m) for t, s, m in grid if (t, m, s) not in done]
-    loaded: dict[tuple[str, int], tasks.Task] = {}
+    loaded, task = None, None  # one task in memory at a time: todo is ordered by (task, seed)
     with jax.default_device(target):
         bar = tqdm(todo, desc="bench", unit="run", disable=not progress)
         for task_name, seed, model in bar:
             bar.set_postfix_str(f"{task_name} / {model} / seed {seed}")
-            if (task_name, seed) not in loaded:  # one task in memory at a time
-                loaded = {
-                    (task_name, seed): tasks.load(
-                        task_name, seed=seed, **task_cfg.get(task_name, {})
-                    )
-                }
-            row = run_one(
-                loaded[task_name, seed], model, seed, model_cfg.get(model, {}), budget_seconds
-            )
-            row["task_cfg"] = dict(task_cfg.get(task_name, {}))
+            settings = task_cfg.get(task_name, {})
+            if loaded != (task_name, seed):
+                loaded, task = (task_name, seed), tasks.load(task_name, seed=seed, **settings)
+            row = run_one(task, model, seed, model_cfg.get(model, {}), budget_seconds)
+            row["task_cfg"] = dict(settings)
             _append(path, row)
             rows.append(row)
     files = [path, *write_outputs(rows, out)]

@@ -52,12 +52,11 @@ class SimplexModel(base.Model):
     kind: "scalar" | "vector" | "sequence" or None (``default_kind`` of the task).  beta: weight
     decay (> 0), as in the convex program.  heads: h (None: ``default_heads``).
     optimizer: a ``baselines.train`` optimizer ("adam", "sgd", ...).  learning_rate: None picks
-    1e-2 for Adam and 0.1 / N for SGD (the objective is a SUM over N samples, so plain gradient
+    1e-2 for Adam and 1 / N for SGD (the objective is a SUM over N samples, so plain gradient
     steps must shrink with N).  steps, batch_size (None: full batch), parameterization of the
     simplex rows ("softmax" | "projection").  seed: initialization and minibatch order.
-    certificate: (optimum, gap) of the same program if already known; None solves it in float64
-    (FISTA to ``tol``, None: ConvexAttention's float64 default; at most ``max_iter``
-    iterations) after training, outside the timed fit.
+    tol, max_iter: the certificate, the same program solved in float64 by FISTA after training
+    (outside the timed fit) to relative gap ``tol`` (None: ConvexAttention's float64 default).
     progress: show the training progress bar.
 
     ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
@@ -76,7 +75,6 @@ class SimplexModel(base.Model):
         batch_size: int | None = None,
         parameterization: str = "softmax",
         log_every: int = 50,
-        certificate: tuple[float, float] | None = None,
         tol: float | None = None,
         max_iter: int = 10_000,
         seed: int = 0,
@@ -92,7 +90,6 @@ class SimplexModel(base.Model):
         self.batch_size = batch_size
         self.parameterization = parameterization
         self.log_every = log_every
-        self.certificate = certificate
         self.tol = tol
         self.max_iter = max_iter
         self.seed = seed
@@ -118,7 +115,7 @@ class SimplexModel(base.Model):
             None if kind == "scalar" else c,
             self.parameterization,
         )
-        rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 0.1 / N)
+        rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 1.0 / N)
         result = train(
             _objective(kind, base.per_sample_loss(task)),
             params,
@@ -150,10 +147,6 @@ class SimplexModel(base.Model):
             )
 
     def _certify(self, task: Task) -> None:
-        if self.certificate is not None:
-            self.certified_optimum_, self.gap_ = map(float, self.certificate)
-            self.status_ = "given"
-            return
         with precision("float64"):
             program = convex_program(
                 task.X_train,
