@@ -22,6 +22,7 @@ class Plan:
     sharded: spec solved on 1 and 4 forced host devices.  working_set: (spec, beta ratios).
     t1, t2: the target problems (None: not run in this mode).
     cvxpy_timeout: seconds per cvxpy solver and problem (None: in process, no limit).
+    cvxpy_tols: the epsilons cvxpy is asked for (one solve each).
     adam_lrs, sgd_lrs: learning-rate grids (SGD's are multiplied by 1/N: the objective is a sum).
     min_budget: least seconds given to each Adam/SGD run.  max_iter: FISTA budget.
     """
@@ -38,6 +39,7 @@ class Plan:
     cvxpy_timeout: float | None
     adam_lrs: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     sgd_lrs: tuple[float, ...] = (1e-2, 1e-1, 1.0)
+    cvxpy_tols: tuple[float, ...] = (1e-4, 1e-6, 1e-8)
     min_budget: float = 1.0
     max_iter: int = 20_000
     repeats: int = 3
@@ -80,6 +82,7 @@ def make_plan(mode: str) -> Plan:
             t1=None,
             t2=None,
             cvxpy_timeout=None,
+            cvxpy_tols=(1e-6,),
             adam_lrs=(1e-2,),
             sgd_lrs=(0.1,),
             min_budget=0.05,

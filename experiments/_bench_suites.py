@@ -4,6 +4,7 @@ per measurement (skipped when the store already has it, so a killed run resumes)
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jax
 import numpy as np
@@ -20,7 +21,6 @@ from experiments._bench_programs import (
 )
 from experiments._bench_report import Store
 from experiments._bench_timing import (
-    EPSILONS,
     gemm_gflops,
     map_flops,
     map_vs_iteration,
@@ -40,8 +40,9 @@ def _spec_fields(spec: Spec) -> dict:
 def _measure(store: Store, key: str, suite: str, spec: Spec | None, fn) -> dict:
     """The stored row ``key``, measuring it with ``fn()`` first if absent."""
     if not store.has(key):
+        start = time.perf_counter()
         row = {"suite": suite, **(_spec_fields(spec) if spec else {}), **fn()}
-        store.put(key, row)
+        store.put(key, {**row, "measured_in_s": time.perf_counter() - start})
     return store.get(key)
 
 
@@ -61,7 +62,7 @@ def run_epsilon(plan: Plan, store: Store, progress: bool = True) -> None:
                 "epsilon",
                 spec,
                 lambda solver=solver, spec=spec: time_cvxpy(
-                    spec, solver, EPSILONS, plan.cvxpy_timeout
+                    spec, solver, plan.cvxpy_tols, plan.cvxpy_timeout
                 ),
             )
         if not with_nonconvex:
