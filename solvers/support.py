@@ -39,7 +39,10 @@ def reduce_support(problem: Problem, x, rank_tol: float = 1e-9) -> np.ndarray:
     atoms = {g: atom(g).ravel() for g in active}
     while len(active) > 1:
         matrix = np.vstack([np.column_stack([atoms[g] for g in active]), np.ones(len(active))])
-        _, singular, vt = np.linalg.svd(matrix, full_matrices=True)
+        short = len(active) - matrix.shape[0]
+        if short > 0:  # square it, so the thin SVD's vt spans the null space too
+            matrix = np.vstack([matrix, np.zeros((short, len(active)))])
+        _, singular, vt = np.linalg.svd(matrix, full_matrices=False)
         rank = int(np.sum(singular > rank_tol * singular[0]))
         if rank == len(active):
             break
