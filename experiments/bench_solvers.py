@@ -94,9 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
         plan = dataclasses.replace(plan, cvxpy_timeout=args.cvxpy_timeout)
     store = report.Store(args.out / "bench_solvers.json", fresh=args.fresh)
     store.add_run({"mode": args.mode, "suites": args.suites, **machine_info(jax)})
-    for name in SUITES:
-        if name in args.suites:
-            getattr(suites, f"run_{name}")(plan, store, progress=not args.no_progress)
+    for name in dict.fromkeys(args.suites):  # in the order given
+        getattr(suites, f"run_{name}")(plan, store, progress=not args.no_progress)
     store.finish_run({"load_average_end": list(os.getloadavg())})
     verdicts = report.targets(store.data)
     markdown = report.markdown(store.data, verdicts)
