@@ -357,15 +357,21 @@ def _working_set_section(data: dict) -> str:
 def markdown(data: dict, verdicts: dict[str, dict]) -> str:
     runs = data["runs"]
     last = runs[-1] if runs else {}
+    run_rows = [
+        [r.get("started"), r.get("mode"), " ".join(r.get("suites", []))]
+        + [(r.get("load_average") or [None])[0], (r.get("load_average_end") or [None])[0]]
+        for r in runs
+    ]
     head = [
         "# bench_solvers: FISTA vs cvxpy vs Adam/SGD",
         "",
-        f"Device: {last.get('platform')} ({last.get('device')}), {last.get('cpu_count')} CPU "
-        f"cores, jax {last.get('jax')}; mode {last.get('mode')}. The machine was SHARED with "
-        f"other jobs (load average at start {_fmt(last.get('load_average', [None])[0])}, at end "
-        f"{_fmt(last.get('load_average_end', [None])[0])}): absolute times are noisy, ratios of "
-        "runs made side by side are the meaningful numbers. Cold = first call in the process "
-        "with jit caches cleared (compile included); warm = the same call again.",
+        f"Device: {last.get('platform')} ({last.get('device')}, {last.get('processor')}), "
+        f"{last.get('cpu_count')} CPU cores, jax {last.get('jax')}. The machine was SHARED with "
+        "other jobs (1-minute load averages below, on 2 cores): absolute times are noisy and "
+        "inflated; ratios of runs made side by side in one process are the meaningful numbers. "
+        "Cold = first call with jit caches cleared (compile included); warm = the same call again.",
+        "",
+        _table(["run started", "mode", "suites", "load at start", "load at end"], run_rows),
         "",
         "## Targets",
         "",

@@ -21,7 +21,8 @@ Suites (all side by side in one process, so ratios share the machine's load):
     python -m experiments.bench_solvers --suites targets matmul --device cpu --out DIR
 
 Writes DIR/bench_solvers.json after every measurement (a rerun with the same DIR skips rows
-already there: resume a killed run; --fresh starts over), then DIR/bench_solvers.md and PNGs.
+already there: resume a killed run; --fresh starts over), then DIR/bench_solvers.md and PNGs
+(--report-only: just rewrite those from the JSON).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cvxpy-timeout", type=float, default=None, help="seconds per solve")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier rows in --out")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the Markdown and plots from the JSON"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     args.mode = (
@@ -93,10 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         plan = dataclasses.replace(plan, cvxpy_timeout=args.cvxpy_timeout)
     store = report.Store(args.out / "bench_solvers.json", fresh=args.fresh)
-    store.add_run({"mode": args.mode, "suites": args.suites, **machine_info(jax)})
-    for name in dict.fromkeys(args.suites):  # in the order given
-        getattr(suites, f"run_{name}")(plan, store, progress=not args.no_progress)
-    store.finish_run({"load_average_end": list(os.getloadavg())})
+    if not args.report_only:
+        store.add_run({"mode": args.mode, "suites": args.suites, **machine_info(jax)})
+        for name in dict.fromkeys(args.suites):  # in the order given
+            getattr(suites, f"run_{name}")(plan, store, progress=not args.no_progress)
+        store.finish_run({"load_average_end": list(os.getloadavg())})
     verdicts = report.targets(store.data)
     markdown = report.markdown(store.data, verdicts)
     (args.out / "bench_solvers.md").write_text(markdown)
