@@ -66,7 +66,7 @@ CERT_RTOL = 1e-6  # slack below the certified lower bound allowed to float round
 
 SIZES: dict[str, dict[str, Any]] = {
     "quick": dict(N_train=24, N_test=24, n=4, d=3, teacher_heads=2, steps=150, restarts=1,
-                  seeds=[0], path_num=3, width=6, attn_heads=2, adam_lrs=[3e-2], sgd_lrs=[1.5],
+                  seeds=[0], path_num=3, width=6, attn_heads=2, adam_lrs=[3e-2], sgd_lrs=[0.5],
                   softmax_restarts=1),
     "default": dict(N_train=200, N_test=200, n=8, d=8, teacher_heads=2, steps=2000, restarts=2,
                     seeds=[0, 1], path_num=8, width=16, attn_heads=2, adam_lrs=[3e-2],
@@ -556,7 +556,8 @@ def _plot_unit(row: Any, unit: dict[str, Any]) -> None:
         for run in unit["nonconvex"]:
             name = f"{run['optimizer']}/{run['parameterization']}"
             xs = np.maximum(run["curve"][x], 1e-4 if x == "time" else 1)
-            ax.plot(xs, run["curve"]["objective"], color=COLORS[name], lw=0.8, alpha=0.8)
+            ys = np.asarray(run["curve"]["objective"], dtype=float)  # None (diverged): a gap
+            ax.plot(xs, ys, color=COLORS[name], lw=0.8, alpha=0.8)
         ax.axhline(optimum, color="k", ls="--", lw=0.8, label="certified optimum p*")
         if x == "time":
             cv = unit["convex"]["cvxpy"]
@@ -566,7 +567,7 @@ def _plot_unit(row: Any, unit: dict[str, Any]) -> None:
     ax = row[2]
     for run in unit["nonconvex"]:
         name = f"{run['optimizer']}/{run['parameterization']}"
-        sub = (np.asarray(run["curve"]["objective"]) - optimum) / abs(optimum)
+        sub = (np.asarray(run["curve"]["objective"], dtype=float) - optimum) / abs(optimum)
         ax.plot(np.maximum(run["curve"]["time"], 1e-4), np.maximum(sub, 1e-12),
                 color=COLORS[name], lw=0.8, label=name)  # fmt: skip
     sub = (np.asarray(fista["objective"]) - optimum) / abs(optimum)
@@ -577,8 +578,8 @@ def _plot_unit(row: Any, unit: dict[str, Any]) -> None:
     ax = row[3]
     for run in unit["nonconvex"]:
         name = f"{run['optimizer']}/{run['parameterization']}"
-        ax.plot(np.maximum(run["curve"]["step"], 1), run["curve"]["test_error"],
-                color=COLORS[name], lw=0.8)  # fmt: skip
+        errors = np.asarray(run["curve"]["test_error"], dtype=float)
+        ax.plot(np.maximum(run["curve"]["step"], 1), errors, color=COLORS[name], lw=0.8)
     for run in unit["softmax_attention"]:
         ax.plot(np.maximum(run["curve"]["step"], 1), run["curve"]["test_error"],
                 color=COLORS["softmax attention"], lw=1, label="softmax attention (Adam)")  # fmt: skip
