@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 
+import solvers
 from convextx._validation import check_beta, check_choice, check_X
 from convextx.programs import KINDS, LOSSES, ConvexProgram, convex_program
 from convextx.recovery import recover_heads
@@ -64,8 +65,9 @@ class ConvexAttention(BaseEstimator):
     warm_start: start FISTA from the previous solution (same data shape).
 
     Fitted attributes: ``objective_``, ``gap_``, ``status_``, ``n_iter_``, ``solve_result_``,
-    ``coef_`` (the convex variable), ``program_``, ``heads_``, ``attention_`` ((h, n) token
-    weights per head, or (h, n, n) for "sequence"), ``active_tokens_``, ``classes_``
+    ``coef_`` (the convex variable as solved), ``program_``, ``heads_``, ``attention_`` ((h, n)
+    token weights per head, or (h, n, n) for "sequence"), ``active_tokens_`` (tokens used by the
+    heads: of the reduced optimum when ``reduce_support``), ``classes_``
     (classification).
     """
 
@@ -180,11 +182,12 @@ class ConvexAttention(BaseEstimator):
         self.coef_ = np.asarray(result.x)
         self.n_features_in_ = X.shape[2]
         self.n_tokens_ = X.shape[1]
-        self.heads_ = recover_heads(
-            self.program_, self._negligible_groups_zeroed(), self.heads, self.reduce_support
-        )
+        support = self._negligible_groups_zeroed()
+        if self.reduce_support:
+            support = solvers.reduce_support(self.program_.problem, support)
+        self.heads_ = recover_heads(self.program_, support, self.heads, reduce=False)
         self.attention_ = self.heads_["W1" if self.kind == "sequence" else "w1"]
-        self.active_tokens_ = self.program_.active_tokens(self.coef_)
+        self.active_tokens_ = self.program_.active_tokens(support)
         return self
 
     def _negligible_groups_zeroed(self) -> np.ndarray:

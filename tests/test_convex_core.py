@@ -152,6 +152,7 @@ def test_support_reduction_caps_active_tokens_at_N_plus_one():
     heads = reduced.heads_
     assert heads["a"].shape[0] <= min(X.shape[1], samples + 1)
     assert np.unique(np.argmax(heads["w1"], axis=1)).size <= samples + 1
+    assert reduced.active_tokens_.size <= samples + 1 < raw.active_tokens_.size
     np.testing.assert_array_equal(np.sort(heads["w1"], axis=1)[:, -1], 1.0)  # one-hot heads
     value = cx.nonconvex_objective(heads, X, y, 0.05, kind="scalar")
     assert value == pytest.approx(reduced.objective_, rel=1e-9)
