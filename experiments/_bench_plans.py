@@ -130,7 +130,7 @@ def make_plan(mode: str) -> Plan:
         ),
         dtype=(TARGET_T1, Spec("scalar", N=1000, n=10, d=1000)),
         sharded=TARGET_T1,
-        working_set=(Spec("gated", N=4000, n=1, d=50, P=400), (0.05, 0.1, 0.2, 0.4)),
+        working_set=(TARGET_T1, (0.05, 0.1, 0.2, 0.4)),
         t1=TARGET_T1,
         t2=TARGET_T2,
         cvxpy_timeout=3600.0 if full else 600.0,

@@ -56,6 +56,7 @@ from solvers.solve import SolveResult, solve
 
 Array = jax.Array
 KEEP_RATIO = 0.5  # support groups scoring below KEEP_RATIO * beta leave the working set
+MARGIN = 1.25  # the working set holds MARGIN times the kept groups (before rounding up)
 
 
 class Restriction(NamedTuple):
@@ -247,8 +248,9 @@ def solve_working_set(
     stop if the relative gap is <= tol; otherwise keep the support of x (except groups whose
     score ``|[-A_g^T u]|`` fell below ``KEEP_RATIO * beta`` or that are screened) plus the groups
     closest to violating dual feasibility (``beta - score_g``, divided by ``|A_g|`` when operator
-    norms are given, as in Celer), twice as many groups as kept, rounded up to
-    ``initial_size * 2^j`` (few shapes, few compilations), widening when the set stops changing;
+    norms are given, as in Celer), ``MARGIN`` times as many groups as kept, rounded up to
+    ``initial_size * 2^j`` (few shapes, few compilations), doubling when the gap stalls for two
+    rounds;
     solve the restricted problem warm-started from x to a relative gap of
     ``max(tol / 2, 0.3 * current gap)``; embed.
 
@@ -291,7 +293,8 @@ def solve_working_set(
     beta = float(penalty.beta)
     screened = np.zeros(G, dtype=bool)
     rows: list[tuple[float, ...]] = []
-    iterations, growth, chosen, best_dual, width, last_gap = 0, 1, None, -np.inf, 0, np.inf
+    iterations, growth, best_dual, width = 0, 1, -np.inf, 0
+    gaps: list[float] = []
     for round_ in range(max_outer + 1):  # the last round only certifies the last x
         primal, dual, scores, theta = (
             np.asarray(v, dtype=float) for v in _full_certificate(problem, x)
@@ -302,6 +305,7 @@ def solve_working_set(
         if norms is not None:  # the rule needs the feasible point: scores scaled by theta
             screened |= theta * scores + _radius(problem, gap) * norms < beta
         rows.append((iterations, primal, gap, width, screened.sum()))
+        gaps.append(gap)
         solved = bool(is_solved(primal, gap, tol))
         if solved or round_ == max_outer or iterations >= max_iter or not np.isfinite(primal):
             break
@@ -311,13 +315,13 @@ def solve_working_set(
         order = np.argsort(np.where(kept, -np.inf, np.where(screened, np.inf, priority)))
         # Sizes stay on the ladder (screened groups, last in the order, fill it if need be):
         # a size seen before reuses its compiled solver.
-        size = _ladder(max(initial_size, 2 * int(kept.sum())) * growth, initial_size, G)
-        new = np.sort(order[:size])
-        if chosen is not None and (np.array_equal(new, chosen) or gap >= last_gap):
-            growth *= 2  # no progress: widen the set (at worst it becomes every group)
+        size = _ladder(max(initial_size, MARGIN * int(kept.sum())) * growth, initial_size, G)
+        chosen = np.sort(order[:size])
+        stalled = len(gaps) >= 3 and min(gaps[-2:]) >= gaps[-3]  # two rounds without gain
+        if stalled:
+            growth *= 2  # widen the set (at worst it becomes every group)
             size = _ladder(2 * size, initial_size, G)
-            new = np.sort(order[:size])
-        chosen, last_gap = new, gap
+            chosen = np.sort(order[:size])
         restriction = restrict(chosen)
         if check_restriction:
             restriction = _check_restriction(
