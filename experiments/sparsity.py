@@ -17,7 +17,7 @@ the penalty, not from the data):
   so optima are not unique and the solver may spread weight over both copies; the reduction
   then has something to remove.
 
-Recorded per fit: active tokens of the solver's solution (``active_tokens_``: the union over
+Recorded per fit: active tokens of the solver's solution (``coef_``: the union over
 outputs, and the largest count for one output), heads and active tokens after support
 reduction (``heads_``; largest count over outputs and the union), the bound min(n, N + 1), and
 whether every recovered head is one-hot (asserted).
@@ -126,7 +126,7 @@ def record(est: cx.ConvexAttention, kind: str, N: int, seed: int, sweep: str, be
         "objective": est.objective_,
         "relative_gap": est.solve_result_.relative_gap,
         "status": est.status_,
-        "active_tokens": int(est.active_tokens_.size),
+        "active_tokens": int(est.program_.active_tokens(est.coef_).size),
         "active_tokens_per_output": int(np.count_nonzero(row_norms, axis=1).max()),
         "heads": heads,
         "reduced_tokens": len(union),
