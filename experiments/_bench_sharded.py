@@ -50,7 +50,8 @@ def _measure(spec: Spec, tol: float, repeats: int) -> dict:
         },
         repeats,
     )
-    devices = {d for leaf in jax.tree_util.tree_leaves(sharded) for d in leaf.sharding.device_set}
+    leaves = jax.tree_util.tree_leaves(sharded)
+    devices = {d for leaf in leaves if hasattr(leaf, "sharding") for d in leaf.sharding.device_set}
     return {
         "devices": len(jax.devices()),
         "devices_used": len(devices),

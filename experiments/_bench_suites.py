@@ -24,6 +24,7 @@ from experiments._bench_timing import (
     gemm_gflops,
     map_flops,
     map_vs_iteration,
+    median_seconds,
     time_cvxpy,
     time_fista,
     time_nonconvex,
@@ -143,21 +144,36 @@ def run_sharded(plan: Plan, store: Store, progress: bool = True) -> None:
     )
 
 
-def _plain_vs_working_set(problem, restrict, norms, tol: float, max_iter: int) -> dict:
-    """Cold (jit caches cleared) then warm solves of plain FISTA and the working-set solver."""
-    runs = {}
-    for phase in ("cold", "warm"):
-        for name in ("plain", "working_set"):
-            if phase == "cold":
-                jax.clear_caches()
-            if name == "plain":
-                result = solvers.solve(problem, tol=tol, max_iter=max_iter)
-            else:
-                result = solve_working_set(
-                    problem, restrict, tol=tol, max_iter=max_iter, operator_norms=norms
-                )
-            runs[f"{name}_{phase}"] = result
-    plain, ws = runs["plain_warm"], runs["working_set_warm"]
+def _mean_width(history: dict) -> float:
+    """Groups per restricted iteration, averaged over the inner iterations of all rounds."""
+    steps = np.diff(history["iteration"])
+    widths = history["working_set"][1:]
+    return float(np.sum(steps * widths) / max(np.sum(steps), 1))
+
+
+def _plain_vs_working_set(
+    problem, restrict, norms, tol: float, max_iter: int, repeats: int
+) -> dict:
+    """Cold solves (jit caches cleared: compile included) of plain FISTA and the working-set
+    solver, then ``repeats`` warm solves of each, interleaved (medians reported)."""
+    jax.clear_caches()
+    plain = solvers.solve(problem, tol=tol, max_iter=max_iter)
+    jax.clear_caches()
+
+    def working_set() -> solvers.SolveResult:
+        return solve_working_set(
+            problem, restrict, tol=tol, max_iter=max_iter, operator_norms=norms
+        )
+
+    ws = working_set()
+    cold = {"plain": plain.seconds, "working_set": ws.seconds}
+    warm = median_seconds(
+        {
+            "plain": lambda: solvers.solve(problem, tol=tol, max_iter=max_iter).x,
+            "working_set": lambda: working_set().x,
+        },
+        repeats,
+    )
     groups = np.asarray(problem.penalty.group_norms(plain.x))
     row = {
         "tol": tol,
@@ -172,14 +188,17 @@ def _plain_vs_working_set(problem, restrict, norms, tol: float, max_iter: int) -
         "iterations_working_set": ws.iterations,
         "rounds": len(ws.history["iteration"]) - 1,
         "working_set_sizes": ws.history["working_set"].tolist(),
+        "mean_working_set": _mean_width(ws.history),
         "screened": ws.history["screened"].tolist(),
-        "per_iteration_plain_s": plain.seconds / max(plain.iterations, 1),
-        "per_iteration_working_set_s": ws.seconds / max(ws.iterations, 1),
+        "repeats": repeats,
+        "per_iteration_plain_s": warm["plain"] / max(plain.iterations, 1),
+        "per_iteration_working_set_s": warm["working_set"] / max(ws.iterations, 1),
     }
-    for name, result in runs.items():
-        row[f"seconds_{name}"] = result.seconds
-    row["speedup_warm"] = row["seconds_plain_warm"] / row["seconds_working_set_warm"]
-    row["speedup_cold"] = row["seconds_plain_cold"] / row["seconds_working_set_cold"]
+    for name in ("plain", "working_set"):
+        row[f"seconds_{name}_cold"] = cold[name]
+        row[f"seconds_{name}_warm"] = warm[name]
+    row["speedup_warm"] = warm["plain"] / warm["working_set"]
+    row["speedup_cold"] = cold["plain"] / cold["working_set"]
     row["per_iteration_speedup"] = row["per_iteration_plain_s"] / row["per_iteration_working_set_s"]
     return row
 
@@ -194,7 +213,9 @@ def run_working_set(plan: Plan, store: Store, progress: bool = True) -> None:
             program, X, _ = build(spec)
             restrict = restrict_program(program, X)
             norms = operator_norm_bounds(program, X)
-            row = _plain_vs_working_set(program.problem, restrict, norms, 1e-6, plan.max_iter)
+            row = _plain_vs_working_set(
+                program.problem, restrict, norms, 1e-6, plan.max_iter, plan.repeats
+            )
             return {"beta_ratio": spec.beta_ratio, **row}
 
         _measure(store, f"working_set|{spec.label}|beta={ratio}", "working_set", spec, compare)
@@ -216,6 +237,7 @@ def run_targets(plan: Plan, store: Store, progress: bool = True) -> None:
                     operator_norm_bounds(program, X),
                     1e-6,
                     plan.max_iter,
+                    plan.repeats,
                 )
                 return {"target": name, "dtype": dtype, **row}
 
