@@ -114,8 +114,8 @@ def _check_certified(result: dict) -> None:
 
 
 def test_frozen_encoder_compare_certifies_against_adam():
-    cfg = dict(frozen_encoder.SIZES["quick"], methods=["convex", "simplex_heads"], beta_ratio=0.05,
-               heads_lr=1e-2, layer_lr=3e-3, tol=1e-6, steps=60)  # fmt: skip
+    argv = ["--quick", "--methods", "convex", "simplex_heads", "--beta-ratio", "0.05"]
+    cfg = frozen_encoder.config_of(frozen_encoder.parse_args([*argv, "--steps", "60"]))
     seen = []
     result = frozen_encoder.compare(
         _synthetic_features(), cfg, on_run=lambda r: seen.append(len(r))
