@@ -38,9 +38,9 @@ never.
     python -m experiments.grokking --full     # p = 97, width 128, 1e5 steps, 3 seeds (GPU)
 
 Writes experiments/results/grokking[_quick|_full].json after every (model, seed) run and a PNG
-of the curves next to it. Long runs checkpoint every ``checkpoint_every`` steps under
-experiments/results/tmp/; ``--resume`` keeps the finished runs of a matching JSON and continues an
-interrupted run from its checkpoint.
+of the curves next to it. Runs checkpoint every ``checkpoint_every`` steps under tmp/ beside the
+JSON (git-ignored, deleted once every run is done); ``--resume`` keeps the finished runs of a
+matching JSON and continues an interrupted run from its checkpoint.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task = cx.tasks.load(
         "modular", p=cfg["p"], op="div", train_fraction=cfg["train_fraction"], seed=0
     )
-    ckpt_root = _common.results_dir() / "tmp" / f"{NAME}_ckpt" / run_key(cfg)
+    ckpt_root = path.parent / "tmp" / f"{path.stem}_ckpt" / run_key(cfg)
     previous = _common.read_json(path) if args.resume else None
     done = {}
     if previous is not None and previous.get("config") == _common.to_jsonable(cfg):
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["runs"].append(run)
             result["summary"] = summarize(result["runs"])
             _common.write_json(path, result)
-    shutil.rmtree(ckpt_root, ignore_errors=True)  # every run is finished and in the JSON
+    shutil.rmtree(ckpt_root.parent, ignore_errors=True)  # every run is finished and in the JSON
     plot(result, path)
     for model, entry in result["summary"].items():
         print(
