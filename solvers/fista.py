@@ -74,6 +74,10 @@ class FISTA:
       backtracking) or "backtracking" (start from a cheap lower estimate and double on failure).
     restart: gradient-based adaptive restart of the momentum.
     power_iterations: iterations of the power method for the initial estimate.
+    lipschitz_decay: each iteration first tries the previous Lipschitz estimate times this
+      factor, so the step grows back where the local curvature is below the global bound
+      (Scheinberg, Goldfarb & Bai 2014, "Fast first-order methods for composite convex
+      optimization with backtracking"); 1.0 gives monotone backtracking.
     """
 
     tol: float = 1e-8
@@ -81,6 +85,7 @@ class FISTA:
     step_size: str = "power"
     restart: bool = True
     power_iterations: int = 30
+    lipschitz_decay: float = 0.9
 
     def __post_init__(self) -> None:
         if not (isinstance(self.tol, float | int) and self.tol > 0):
@@ -89,6 +94,8 @@ class FISTA:
             raise ValueError(f"max_iter must be an int >= 1; got {self.max_iter!r}")
         if self.step_size not in STEP_SIZES:
             raise ValueError(f"step_size must be one of {STEP_SIZES}; got {self.step_size!r}")
+        if not (isinstance(self.lipschitz_decay, float | int) and 0 < self.lipschitz_decay <= 1):
+            raise ValueError(f"lipschitz_decay must be in (0, 1]; got {self.lipschitz_decay!r}")
 
     def lipschitz_estimate(self, problem: Problem) -> Array:
         """Estimate of the Lipschitz constant of x -> A^T grad L(A x)."""
@@ -148,8 +155,15 @@ class FISTA:
             bound = f_y + _vdot(grad, step) + 0.5 * lipschitz * _vdot(step, step)
             return lipschitz, x_new, pred_new, f_new, f_new <= bound + slack, carry[5] + 1
 
-        # A do-while loop: the body is traced once, the first pass uses state.lipschitz.
-        first = (0.5 * state.lipschitz, state.y, state.pred_y, f_y, jnp.bool_(False), jnp.int32(-1))
+        # A do-while loop: the body is traced once, the first pass uses decay * state.lipschitz.
+        first = (
+            0.5 * self.lipschitz_decay * state.lipschitz,
+            state.y,
+            state.pred_y,
+            f_y,
+            jnp.bool_(False),
+            jnp.int32(-1),
+        )
         lipschitz, x_new, pred_new, f_new, _, count = jax.lax.while_loop(
             lambda c: jnp.logical_not(c[4]) & (c[5] < MAX_BACKTRACKS), trial, first
         )

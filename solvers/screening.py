@@ -258,7 +258,7 @@ def solve_working_set(
     operator_norms: optional (G,) upper bounds on ``|A_g|_2``: enables gap-safe screening
       (groups certified zero never enter the working set) and the Celer priority.
     max_iter: budget of inner FISTA iterations over all rounds.
-    fista_options: passed to ``solvers.solve`` (step_size, restart, power_iterations).
+    fista_options: passed to ``solvers.solve`` (step_size, restart, power_iterations, lipschitz_decay).
 
     Returns a ``SolveResult`` (method "fista/working_set") whose objective, dual and gap are the
     full problem's. history holds one row per round: "iteration" (cumulative inner iterations),
