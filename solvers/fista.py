@@ -78,6 +78,8 @@ class FISTA:
       factor, so the step grows back where the local curvature is below the global bound
       (Scheinberg, Goldfarb & Bai 2014, "Fast first-order methods for composite convex
       optimization with backtracking"); 1.0 gives monotone backtracking.
+    lipschitz: initial Lipschitz estimate (e.g. ``SolveResult.lipschitz`` of a related solve):
+      skips the power method; backtracking corrects an underestimate. None: estimate it.
     """
 
     tol: float = 1e-8
@@ -86,6 +88,7 @@ class FISTA:
     restart: bool = True
     power_iterations: int = 30
     lipschitz_decay: float = 0.9
+    lipschitz: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.tol, float | int) and self.tol > 0):
@@ -96,6 +99,12 @@ class FISTA:
             raise ValueError(f"step_size must be one of {STEP_SIZES}; got {self.step_size!r}")
         if not (isinstance(self.lipschitz_decay, float | int) and 0 < self.lipschitz_decay <= 1):
             raise ValueError(f"lipschitz_decay must be in (0, 1]; got {self.lipschitz_decay!r}")
+        if self.lipschitz is not None and not (
+            isinstance(self.lipschitz, float | int) and 0 < self.lipschitz < float("inf")
+        ):
+            raise ValueError(
+                f"lipschitz must be None or a finite number > 0; got {self.lipschitz!r}"
+            )
 
     def lipschitz_estimate(self, problem: Problem) -> Array:
         """Estimate of the Lipschitz constant of x -> A^T grad L(A x)."""
@@ -114,7 +123,15 @@ class FISTA:
         lipschitz = safety * problem.loss.lipschitz() * squared_norm
         return jnp.maximum(lipschitz, jnp.finfo(problem.dtype).tiny)
 
-    def init(self, problem: Problem, x0: Array) -> FistaState:
+    def init(self, problem: Problem, x0: Array, lipschitz: Array | None = None) -> FistaState:
+        """The state at x0.  lipschitz: initial Lipschitz estimate (may be traced); a value
+        <= 0 runs ``lipschitz_estimate``; None takes the ``lipschitz`` option."""
+        if lipschitz is None:
+            lipschitz = -1.0 if self.lipschitz is None else self.lipschitz
+        lipschitz = jnp.asarray(lipschitz, problem.dtype)
+        lipschitz = jax.lax.cond(
+            lipschitz > 0, lambda: lipschitz, lambda: self.lipschitz_estimate(problem)
+        )
         pred = problem.predict(x0)
         primal = problem.objective(x0)
         dtype = problem.dtype
@@ -124,7 +141,7 @@ class FISTA:
             y=x0,
             pred_y=pred,
             t=jnp.ones((), dtype),
-            lipschitz=self.lipschitz_estimate(problem),
+            lipschitz=jnp.asarray(lipschitz, dtype),
             iteration=jnp.zeros((), jnp.int32),
             primal=primal,
             dual=jnp.array(-jnp.inf, dtype),
@@ -221,20 +238,23 @@ def _merge(arrays, structure):
 
 def _run(solver: FISTA, problem: Problem, x0: Array) -> FistaState:
     arrays, structure = _split(problem)
-    # tol and max_iter are traced, so changing them does not recompile.
-    static = dataclasses.replace(solver, tol=1.0, max_iter=1)
+    # tol, max_iter and the initial Lipschitz estimate are traced (-1: estimate it), so changing
+    # them does not recompile.
+    static = dataclasses.replace(solver, tol=1.0, max_iter=1, lipschitz=None)
+    lipschitz = jnp.asarray(-1.0 if solver.lipschitz is None else solver.lipschitz, problem.dtype)
     tol = jnp.asarray(solver.tol, problem.dtype)
-    return _run_jit(static, structure, arrays, x0, tol, jnp.asarray(solver.max_iter, jnp.int32))
+    max_iter = jnp.asarray(solver.max_iter, jnp.int32)
+    return _run_jit(static, structure, arrays, x0, tol, max_iter, lipschitz)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _run_jit(
-    solver: FISTA, structure, arrays, x0: Array, tol: Array, max_iter: Array
+    solver: FISTA, structure, arrays, x0: Array, tol: Array, max_iter: Array, lipschitz: Array
 ) -> FistaState:
     problem = _merge(arrays, structure)
     stride = jnp.maximum(1, -(-max_iter // HISTORY_LENGTH))
     return jax.lax.while_loop(
         lambda state: solver.should_continue(state, tol, max_iter),
         lambda state: solver.update(problem, state, stride),
-        solver.init(problem, x0),
+        solver.init(problem, x0, lipschitz),
     )

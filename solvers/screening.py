@@ -38,6 +38,7 @@ is zero at every optimum. Any upper bound on the operator norm ``|A_g|_2`` keeps
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from solvers.solve import SolveResult, solve
 Array = jax.Array
 KEEP_RATIO = 0.5  # support groups scoring below KEEP_RATIO * beta leave the working set
 MARGIN = 1.25  # the working set holds MARGIN times the kept groups (before rounding up)
+INNER_RATIO = 0.1  # each round solves the restricted problem to this fraction of the current gap
 
 
 class Restriction(NamedTuple):
@@ -185,8 +187,14 @@ def restrict_groups(problem: Problem, groups: np.ndarray) -> Restriction:
 
 
 def _embed(problem: Problem, index: np.ndarray, x_r: Array) -> Array:
-    full = jnp.zeros(problem.size, problem.dtype).at[jnp.asarray(index.ravel())]
-    return full.set(jnp.ravel(x_r)).reshape(problem.shape)
+    """The full variable with x_r at ``index`` and zeros elsewhere."""
+    return _scatter(problem.shape, jnp.asarray(index.ravel()), jnp.asarray(x_r, problem.dtype))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scatter(shape: tuple[int, ...], flat_index: Array, values: Array) -> Array:
+    full = jnp.zeros(math.prod(shape), values.dtype).at[flat_index]
+    return full.set(values.ravel(), unique_indices=True).reshape(shape)
 
 
 def _check_restriction(
@@ -252,16 +260,19 @@ def solve_working_set(
     ``initial_size * 2^j`` (few shapes, few compilations), doubling when the gap stalls for two
     rounds;
     solve the restricted problem warm-started from x to a relative gap of
-    ``max(tol / 2, 0.3 * current gap)``; embed.
+    ``max(tol / 2, INNER_RATIO * current gap)``; embed.
 
     restrict: ``groups -> Restriction`` (see ``Restriction``); default ``restrict_groups``.
     operator_norms: optional (G,) upper bounds on ``|A_g|_2``: enables gap-safe screening
       (groups certified zero never enter the working set) and the Celer priority.
     max_iter: budget of inner FISTA iterations over all rounds.
-    fista_options: passed to ``solvers.solve`` (step_size, restart, power_iterations, lipschitz_decay).
+    fista_options: passed to ``solvers.solve`` (step_size, restart, power_iterations,
+      lipschitz_decay, lipschitz). Each round after the first starts from the previous round's
+      final Lipschitz estimate (no power method; backtracking corrects it as the set grows).
 
     Returns a ``SolveResult`` (method "fista/working_set") whose objective, dual and gap are the
-    full problem's. history holds one row per round: "iteration" (cumulative inner iterations),
+    full problem's (lipschitz: the last restricted problem's estimate, a lower bound for the
+    full problem's). history holds one row per round: "iteration" (cumulative inner iterations),
     "objective", "gap" (full certificate), "working_set" (groups in the restricted problem that produced x), "screened" (groups
     certified zero so far).
     """
@@ -295,6 +306,7 @@ def solve_working_set(
     rows: list[tuple[float, ...]] = []
     iterations, growth, best_dual, width = 0, 1, -np.inf, 0
     gaps: list[float] = []
+    lipschitz = fista_options.pop("lipschitz", None)
     for round_ in range(max_outer + 1):  # the last round only certifies the last x
         primal, dual, scores, theta = (
             np.asarray(v, dtype=float) for v in _full_certificate(problem, x)
@@ -333,11 +345,13 @@ def solve_working_set(
         inner = solve(
             sub,
             method="fista",
-            tol=max(0.5 * tol, 0.3 * relative),
+            tol=max(0.5 * tol, INNER_RATIO * relative),
             max_iter=max_iter - iterations,
             x0=x.ravel()[jnp.asarray(index.ravel())].reshape(sub.shape),
+            lipschitz=lipschitz,
             **fista_options,
         )
+        lipschitz = inner.lipschitz
         iterations += inner.iterations
         x = _embed(problem, np.asarray(index), inner.x)
     history = np.array(rows, dtype=float)
@@ -365,6 +379,7 @@ def solve_working_set(
         },
         method="fista/working_set",
         tol=tol,
+        lipschitz=lipschitz,
     )
     if verbose:
         print(result)

@@ -32,6 +32,9 @@ class SolveResult:
     history: {"iteration", "objective", "gap"} arrays: per iteration, or every
       ceil(max_iter / 4096) iterations for long runs (FISTA); the final values (cvxpy).
     method: "fista" or "cvxpy/<SOLVER>".   tol: the requested tolerance.
+    lipschitz: FISTA's final Lipschitz estimate (1 / step size); pass it as the ``lipschitz``
+      option of a related solve (next beta, larger working set) to skip the power method.
+      None for cvxpy.
     """
 
     x: jax.Array
@@ -44,6 +47,7 @@ class SolveResult:
     history: dict[str, np.ndarray]
     method: str
     tol: float
+    lipschitz: float | None = None
 
     @property
     def relative_gap(self) -> float:
@@ -104,6 +108,7 @@ def _solve_fista(problem, x0, tol, max_iter, verbose, options) -> SolveResult:
         },
         method="fista",
         tol=tol,
+        lipschitz=float(state.lipschitz),
     )
 
 
@@ -148,7 +153,7 @@ def solve(
 ) -> SolveResult:
     """Solve ``problem`` to a certified relative duality gap ``tol``.
 
-    method: "fista" (JAX, any device; options: step_size, restart, power_iterations, lipschitz_decay) or
+    method: "fista" (JAX, any device; options: step_size, restart, power_iterations, lipschitz_decay, lipschitz) or
       "cvxpy" (exact interior point on the materialized problem; option solver in
       ("CLARABEL", "SCS")).
     x0: warm start (FISTA only; ignored by cvxpy).   verbose: print a one-line summary.
