@@ -10,7 +10,7 @@ attention networks, and benchmarks them against nonconvex baselines.
     cx.nonconvex_objective(est.heads_, X, y_encoded, beta=1e-2, kind="vector")
 """
 
-from convextx import tasks, zoo
+from convextx import tasks, working_set, zoo
 from convextx.estimator import ConvexAttention
 from convextx.gates import Gates
 from convextx.objectives import nonconvex_objective, nonconvex_predictions
@@ -32,5 +32,6 @@ __all__ = [
     "path",
     "recover_heads",
     "tasks",
+    "working_set",
     "zoo",
 ]

@@ -22,6 +22,7 @@ import solvers
 from convextx._validation import check_beta, check_choice, check_X
 from convextx.programs import KINDS, LOSSES, ConvexProgram, convex_program
 from convextx.recovery import recover_heads
+from convextx.working_set import KINDS as WORKING_SET_KINDS
 
 SOLVERS = ("fista", "cvxpy")
 CLASSIFICATION_LOSSES = ("logistic", "cross_entropy")
@@ -63,6 +64,9 @@ class ConvexAttention(BaseEstimator):
     gates: for "gated": number of random gates or ``Gates``.  reduce_support: recover from a
       reduced optimum with linearly independent atoms (at most N + 1 active groups per output).
     warm_start: start FISTA from the previous solution (same data shape).
+    working_set: solve by FISTA on growing working sets of token/gate groups, certified on the
+      full program (``convextx.working_set``; kinds scalar, vector, gated; solver "fista"):
+      cheaper iterations when few tokens are active.
 
     Fitted attributes: ``objective_``, ``gap_``, ``status_``, ``n_iter_``, ``solve_result_``,
     ``coef_`` (the convex variable as solved), ``program_``, ``heads_``, ``attention_`` ((h, n)
@@ -83,6 +87,7 @@ class ConvexAttention(BaseEstimator):
         max_iter: int = 10_000,
         reduce_support: bool = True,
         warm_start: bool = False,
+        working_set: bool = False,
         seed: int = 0,
         dtype: Any = "float64",
         verbose: bool = False,
@@ -97,6 +102,7 @@ class ConvexAttention(BaseEstimator):
         self.max_iter = max_iter
         self.reduce_support = reduce_support
         self.warm_start = warm_start
+        self.working_set = working_set
         self.seed = seed
         self.dtype = dtype
         self.verbose = verbose
@@ -133,6 +139,11 @@ class ConvexAttention(BaseEstimator):
         """Validate (X (N, n, d), y), encode labels (sets ``classes_``), build the program."""
         check_choice("kind", self.kind, KINDS)
         check_choice("solver", self.solver, SOLVERS)
+        if self.working_set and (self.solver != "fista" or self.kind not in WORKING_SET_KINDS):
+            raise ValueError(
+                f"working_set=True needs solver 'fista' and kind in {WORKING_SET_KINDS}; "
+                f"got solver {self.solver!r}, kind {self.kind!r}"
+            )
         check_beta(self.beta)
         X = check_X(X)
         y = np.asarray(y)
@@ -164,7 +175,12 @@ class ConvexAttention(BaseEstimator):
             x0 = previous
         tol = self.tol if self.tol is not None else default_tol(self.program_.problem.dtype)
         result = self.program_.solve(
-            method=self.solver, tol=tol, max_iter=self.max_iter, x0=x0, verbose=self.verbose
+            method=self.solver,
+            working_set=bool(self.working_set),
+            tol=tol,
+            max_iter=self.max_iter,
+            x0=x0,
+            verbose=self.verbose,
         )
         if result.status != "optimal":
             warnings.warn(

@@ -87,6 +87,7 @@ class ConvexProgram:
     outputs: c (number of output columns of the convex model; 1 for a scalar output).
     gates: the fixed gates (kind "gated"), deduplicated on the training data.
     scalar_output: predictions are (N,) (squared/logistic on (N,) targets).
+    X: the training inputs (N, n, d) in the solve's dtype (what ``problem.predict`` holds).
     """
 
     kind: str
@@ -98,14 +99,28 @@ class ConvexProgram:
     outputs: int
     gates: Gates | None = None
     scalar_output: bool = False
+    X: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.problem.shape
 
-    def solve(self, method: str = "fista", **options: Any) -> solvers.SolveResult:
-        """``solvers.solve`` on this program (tol, max_iter, x0, verbose, ...)."""
-        return solvers.solve(self.problem, method=method, **options)
+    def solve(
+        self, method: str = "fista", working_set: bool = False, **options: Any
+    ) -> solvers.SolveResult:
+        """``solvers.solve`` on this program (tol, max_iter, x0, verbose, ...).
+
+        working_set: FISTA on growing working sets of groups (``convextx.working_set``; kinds
+          scalar, vector, gated): cheaper iterations when the solution is sparse, certified on
+          the full program all the same.
+        """
+        if not working_set:
+            return solvers.solve(self.problem, method=method, **options)
+        if method != "fista":
+            raise ValueError(f"working_set=True needs method 'fista'; got {method!r}")
+        from convextx.working_set import solve_working_set
+
+        return solve_working_set(self, **options)
 
     def with_beta(self, beta: float) -> ConvexProgram:
         beta = check_beta(beta)
@@ -247,11 +262,12 @@ def convex_program(
     penalty = solvers.StochasticGauge(beta) if kind == "sequence" else solvers.GroupL2(beta, -1)
     skeleton = ConvexProgram(kind, loss, beta, None, n, d, c, gates, scalar_output)  # type: ignore[arg-type]
     dtype = solvers.problem.default_dtype() if dtype is None else dtype
+    X = jnp.asarray(X, dtype)
     problem = solvers.Problem(
-        predict=_predict_map(skeleton, jnp.asarray(X, dtype)),
+        predict=_predict_map(skeleton, X),
         shape=shape,
         loss=solvers.make_loss(loss, targets, weights),
         penalty=penalty,
         dtype=dtype,
     )
-    return dataclasses.replace(skeleton, problem=problem)
+    return dataclasses.replace(skeleton, problem=problem, X=X)

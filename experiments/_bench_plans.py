@@ -53,16 +53,26 @@ def _eps_specs(sizes: dict[str, list[Spec]], cvxpy_max: int, nonconvex_max: int)
     return tuple(rows)
 
 
-def _ladder(top: int) -> dict[str, list[Spec]]:
-    """P1 (n=10), P2 (c=5, n=10), P3 (n=1, d=50) at 1e3, 1e4, ... up to ``top`` variables;
-    N shrinks for the widest P1/P2 so the data stay about 2e7 numbers."""
-    sizes = [10**k for k in range(3, 8) if 10**k <= top]
+def _ladder(top: int, dense_top: int) -> dict[str, list[Spec]]:
+    """P3 (n=1, d=50) at 1e3, 1e4, ... up to ``top`` variables; P1 (n=10) and P2 (c=5, n=10)
+    up to ``dense_top``, N shrinking for the widest so the data stay about 2e7 numbers.
+
+    P1/P2 carry N x (variables / c) data numbers and every FISTA iteration streams them twice
+    (memory-bound: ~30 ms per iteration for 2e7 float64 on the CPU), whereas P3's data are
+    N x d plus the (N, P) gates, so P3 is the one that reaches large sizes on a CPU."""
+
+    def sizes(limit: int) -> list[int]:
+        return [10**k for k in range(3, 8) if 10**k <= limit]
+
     return {
-        "scalar": [Spec("scalar", N=min(1000, 2 * 10**7 // s), n=10, d=s // 10) for s in sizes],
-        "vector": [
-            Spec("vector", N=min(1000, 2 * 10**7 // s), n=10, d=s // 50, c=5) for s in sizes
+        "scalar": [
+            Spec("scalar", N=min(1000, 2 * 10**7 // s), n=10, d=s // 10) for s in sizes(dense_top)
         ],
-        "gated": [Spec("gated", N=2000, n=1, d=50, P=s // 50) for s in sizes],
+        "vector": [
+            Spec("vector", N=min(1000, 2 * 10**7 // s), n=10, d=s // 50, c=5)
+            for s in sizes(dense_top)
+        ],
+        "gated": [Spec("gated", N=2000, n=1, d=50, P=s // 50) for s in sizes(top)],
     }
 
 
@@ -91,7 +101,7 @@ def make_plan(mode: str) -> Plan:
         )
     if mode == "quick":
         return Plan(
-            epsilon=_eps_specs(_ladder(10**3), cvxpy_max=10**3, nonconvex_max=10**3),
+            epsilon=_eps_specs(_ladder(10**3, 10**3), cvxpy_max=10**3, nonconvex_max=10**3),
             scaling_base=Spec("gated", N=1000, n=1, d=25, P=40),
             scaling_axes={
                 "N": (500, 1000, 2000),
@@ -112,7 +122,7 @@ def make_plan(mode: str) -> Plan:
     full = mode == "full"
     return Plan(
         epsilon=_eps_specs(
-            _ladder(10**7 if full else 10**5),
+            _ladder(10**7, 10**7) if full else _ladder(10**5, 10**4),
             cvxpy_max=10**4 if full else 10**3,
             nonconvex_max=10**4,
         ),

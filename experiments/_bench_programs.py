@@ -1,10 +1,6 @@
-"""Benchmark problems: planted data for P1-P3, their restrictions to working sets, and their
-nonconvex twins (``baselines.heads``) scored by the same objective.
-
-``restrict_program`` slices the DATA of a convex program (tokens for P1/P2, gates and tokens for
-P3) so that a restricted FISTA iteration costs in proportion to the groups it keeps. It belongs in
-``convextx.programs`` (proposed as ``ConvexProgram.restrict``); it lives here until then.
-"""
+"""Benchmark problems: planted data for P1-P3, their dense twins (for cvxpy) and their
+nonconvex twins (``baselines.heads``) scored by the same objective. Working-set restrictions of
+the programs are ``convextx.working_set``'s."""
 
 from __future__ import annotations
 
@@ -21,13 +17,8 @@ import solvers
 from baselines import heads as heads_module
 from convextx.programs import (
     ConvexProgram,
-    _first_output,
     convex_program,
-    predict_gated,
-    predict_scalar,
-    predict_vector,
 )
-from solvers.screening import Restriction
 
 KINDS = ("scalar", "vector", "gated")
 PROGRAM_NAMES = {"scalar": "P1", "vector": "P2", "gated": "P3"}
@@ -93,72 +84,6 @@ def build(spec: Spec, dtype: str = "float64") -> tuple[ConvexProgram, np.ndarray
         X, y, kind=spec.kind, beta=1.0, gates=_gates(spec), dtype=dtype, seed=spec.seed
     )
     return program.with_beta(spec.beta_ratio * solvers.beta_max(program.problem)), X, y
-
-
-def _pad(chosen: np.ndarray, total: int, size: int) -> np.ndarray:
-    """``chosen`` plus the lowest unused indices up to ``size`` (a shape the solver has seen)."""
-    if chosen.size >= size:
-        return chosen
-    unused = np.setdiff1d(np.arange(total), chosen)[: size - chosen.size]
-    return np.sort(np.concatenate([chosen, unused]))
-
-
-def _bucket(count: int, total: int) -> int:
-    return min(total, 1 << max(0, math.ceil(math.log2(max(count, 1)))))
-
-
-def restrict_program(program: ConvexProgram, X: np.ndarray):
-    """A ``restrict`` for ``solvers.screening.solve_working_set`` on program (kind scalar,
-    vector or gated): keeps the tokens (and, for P3, the gates) of the requested groups,
-    each count padded to a power of two so the restricted solver compiles a few times only."""
-    kind, shape = program.kind, program.shape
-    problem = program.problem
-    X = jnp.asarray(X, problem.dtype)
-    D = program.gates.patterns(X) if kind == "gated" else None
-    flat = np.arange(problem.size).reshape(shape)
-    penalty = solvers.GroupL2(problem.penalty.beta, axis=-1)
-
-    def restrict(groups: np.ndarray) -> Restriction:
-        rows = np.unravel_index(groups, shape[:-1])  # group = one row z_{..., k} of length d
-        n = shape[-2]
-        tokens = _pad(np.unique(rows[-1]), n, _bucket(np.unique(rows[-1]).size, n))
-        if kind == "gated":
-            P = shape[0]
-            gates = _pad(np.unique(rows[0]), P, _bucket(np.unique(rows[0]).size, P))
-            predict = Partial(predict_gated, X[:, tokens], D[:, gates])
-            index = flat[gates][:, :, tokens]
-        elif kind == "vector":
-            predict = Partial(predict_vector, X[:, tokens])
-            index = flat[:, tokens]
-        else:
-            predict = Partial(predict_scalar, X[:, tokens])
-            index = flat[tokens]
-        if program.scalar_output and kind != "scalar":
-            predict = Partial(_first_output, predict)
-        sub = solvers.Problem(
-            predict, index.shape, problem.loss, penalty, dtype=problem.dtype, check_linear=False
-        )
-        return Restriction(sub, index)
-
-    return restrict
-
-
-def operator_norm_bounds(program: ConvexProgram, X: np.ndarray) -> np.ndarray:
-    """(G,) Frobenius norms of each group's block of columns, an upper bound on ``|A_g|_2``.
-
-    Group (.., l, k) of P1/P2 has columns X[:, k, q] (on output l); of P3 gate j, D_ij X[i, k, q].
-    """
-    X = np.asarray(X, dtype=float)
-    squares = (X**2).sum(axis=0) if program.kind != "gated" else None  # (n, d)
-    if program.kind == "gated":
-        D = np.asarray(program.gates.patterns(jnp.asarray(X)), dtype=float)  # (N, P)
-        per_gate_token = np.einsum("ij,ik->jk", D, (X**2).sum(axis=2))  # (P, n)
-        P, c, n, _ = program.shape
-        return np.sqrt(np.broadcast_to(per_gate_token[:, None, :], (P, c, n))).ravel()
-    per_token = squares.sum(axis=1)
-    if program.kind == "vector":
-        per_token = np.broadcast_to(per_token, (program.shape[0], per_token.size))
-    return np.sqrt(per_token).ravel()
 
 
 def nonconvex_setup(program: ConvexProgram, X: np.ndarray, y: np.ndarray):

@@ -11,13 +11,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import solvers
+from convextx.working_set import operator_norm_bounds, restriction
 from experiments import _bench_sharded
 from experiments._bench_plans import Plan
 from experiments._bench_programs import (
     Spec,
     build,
-    operator_norm_bounds,
-    restrict_program,
 )
 from experiments._bench_report import Store
 from experiments._bench_timing import (
@@ -211,8 +210,8 @@ def run_working_set(plan: Plan, store: Store, progress: bool = True) -> None:
 
         def compare(spec=spec):
             program, X, _ = build(spec)
-            restrict = restrict_program(program, X)
-            norms = operator_norm_bounds(program, X)
+            restrict = restriction(program)
+            norms = operator_norm_bounds(program)
             row = _plain_vs_working_set(
                 program.problem, restrict, norms, 1e-6, plan.max_iter, plan.repeats
             )
@@ -233,8 +232,8 @@ def run_targets(plan: Plan, store: Store, progress: bool = True) -> None:
                 program, X, _ = build(spec, dtype)
                 row = _plain_vs_working_set(
                     program.problem,
-                    restrict_program(program, X),
-                    operator_norm_bounds(program, X),
+                    restriction(program),
+                    operator_norm_bounds(program),
                     1e-6,
                     plan.max_iter,
                     plan.repeats,
