@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument("--bert-dir", type=Path, default=None, help="local BERT checkpoint")
         parser.add_argument("--bert-texts", type=Path, default=None, help="'label<TAB>text' lines")
         parser.add_argument("--bert-outputs", type=int, default=8, help="c of the projection")
+        parser.add_argument(
+            "--bert-max-length", type=int, default=64, help="tokens per text (n), padded"
+        )
 
     args = _common.parse_args(__doc__.split("\n")[0], extra, argv)
     if not 0 < args.beta_ratio < 1:
@@ -129,6 +132,7 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
         "pretrain_weight_decay": 1e-2,
         "pretrain_batch": 128,
         "data": "digits" if args.bert_dir is None else f"bert:{args.bert_dir}",
+        "bert_max_length": None if args.bert_dir is None else args.bert_max_length,
         "x64": True,
     }
     return cfg
@@ -565,7 +569,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = _common.out_path(args, NAME)
     progress = not args.no_progress
     if args.bert_dir is not None:
-        features = bert_features(args.bert_dir, args.bert_texts, args.bert_outputs)
+        features = bert_features(
+            args.bert_dir, args.bert_texts, args.bert_outputs, args.bert_max_length
+        )
     else:
         features = digits_features(cfg, progress)
     previous = _common.read_json(path) if args.resume else None
