@@ -266,6 +266,10 @@ def solve_working_set(
     operator_norms: optional (G,) upper bounds on ``|A_g|_2``: enables gap-safe screening
       (groups certified zero never enter the working set) and the Celer priority.
     max_iter: budget of inner FISTA iterations over all rounds.
+    check_restriction: validate the first restriction of each restricted shape (whole groups,
+      every requested group, the same map and penalty on embedded points). Optimality is only
+      claimed from the full certificate, so a faulty restriction could slow the solve but never
+      fake a solution.
     fista_options: passed to ``solvers.solve`` (step_size, restart, power_iterations,
       lipschitz_decay, lipschitz). Each round after the first starts from the previous round's
       final Lipschitz estimate (no power method; backtracking corrects it as the set grows).
@@ -273,8 +277,9 @@ def solve_working_set(
     Returns a ``SolveResult`` (method "fista/working_set") whose objective, dual and gap are the
     full problem's (lipschitz: the last restricted problem's estimate, a lower bound for the
     full problem's). history holds one row per round: "iteration" (cumulative inner iterations),
-    "objective", "gap" (full certificate), "working_set" (groups in the restricted problem that produced x), "screened" (groups
-    certified zero so far).
+    "objective", "gap" (full certificate), "working_set" (groups in the restricted problem that
+    produced x), "screened" (groups certified zero so far), "inner_seconds" (cumulative seconds
+    in the restricted FISTA solves; the rest is certificates and restrictions).
     """
     penalty = _check_penalty(problem)
     if not (isinstance(tol, float | int) and tol > 0):
@@ -304,8 +309,9 @@ def solve_working_set(
     beta = float(penalty.beta)
     screened = np.zeros(G, dtype=bool)
     rows: list[tuple[float, ...]] = []
-    iterations, growth, best_dual, width = 0, 1, -np.inf, 0
+    iterations, growth, best_dual, width, inner_seconds = 0, 1, -np.inf, 0, 0.0
     gaps: list[float] = []
+    checked_shapes: set[tuple[int, ...]] = set()
     lipschitz = fista_options.pop("lipschitz", None)
     for round_ in range(max_outer + 1):  # the last round only certifies the last x
         primal, dual, scores, theta = (
@@ -316,7 +322,7 @@ def solve_working_set(
         gap = primal - best_dual
         if norms is not None:  # the rule needs the feasible point: scores scaled by theta
             screened |= theta * scores + _radius(problem, gap) * norms < beta
-        rows.append((iterations, primal, gap, width, screened.sum()))
+        rows.append((iterations, primal, gap, width, screened.sum(), inner_seconds))
         gaps.append(gap)
         solved = bool(is_solved(primal, gap, tol))
         if solved or round_ == max_outer or iterations >= max_iter or not np.isfinite(primal):
@@ -335,10 +341,12 @@ def solve_working_set(
             size = _ladder(2 * size, initial_size, G)
             chosen = np.sort(order[:size])
         restriction = restrict(chosen)
-        if check_restriction:
+        shape = tuple(np.shape(restriction[1])) if isinstance(restriction, tuple) else None
+        if check_restriction and shape not in checked_shapes:
             restriction = _check_restriction(
                 problem, restriction, chosen, group_of, groups.shape[1]
             )
+            checked_shapes.add(shape)
         sub, index = restriction
         width = np.asarray(index).size // groups.shape[1]
         relative = gap / max(1.0, abs(primal))
@@ -353,6 +361,7 @@ def solve_working_set(
         )
         lipschitz = inner.lipschitz
         iterations += inner.iterations
+        inner_seconds += inner.seconds
         x = _embed(problem, np.asarray(index), inner.x)
     history = np.array(rows, dtype=float)
     objective, gap = float(history[-1, 1]), float(history[-1, 2])
@@ -376,6 +385,7 @@ def solve_working_set(
             "gap": history[:, 2],
             "working_set": history[:, 3].astype(int),
             "screened": history[:, 4].astype(int),
+            "inner_seconds": history[:, 5],
         },
         method="fista/working_set",
         tol=tol,
