@@ -57,6 +57,16 @@ def test_grokking_quick_every_model(tmp_path):
     _check_grokking(json.loads(out.read_text()), list(grokking.MODELS))
 
 
+def test_full_flags_select_the_paper_scale_runs():
+    grok = grokking.config_of(grokking.parse_args(["--full"]))
+    assert (grok["p"], grok["steps"], grok["width"], grok["op"]) == (97, 100_000, 128, "div")
+    assert len(grok["seeds"]) >= 3 and set(grok["models"]) == set(grokking.MODELS)
+    frozen = frozen_encoder.config_of(frozen_encoder.parse_args(["--full"]))
+    default = frozen_encoder.config_of(frozen_encoder.parse_args([]))
+    assert frozen["width"] > default["width"] and frozen["depth"] > default["depth"]
+    assert frozen["steps"] > default["steps"] and len(frozen["seeds"]) >= 3
+
+
 def test_steps_to_threshold_is_the_first_logged_step():
     history = {"step": [0, 1, 3, 10], "acc": [0.1, 0.995, 0.5, 1.0]}
     assert grokking.steps_to(history, "acc") == (1, 0)
