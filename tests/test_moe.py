@@ -289,7 +289,7 @@ def test_trains_in_transformer_with_shared_loop():
     initial = float(jax.jit(lambda p: objective(p, data, None)[0])(params)) / 64
     result = train(objective, params, data, learning_rate=1e-2, steps=300, progress=False)
     assert result.history["train_loss"][-1] < initial / 100
-    assert all(v > 0 for v in result.history["aux_loss"])
+    assert all(v > 0 for v in result.history["train_aux_loss"])
     _, aux = jax.jit(lambda p, x: tf.apply(p, x, cfg))(result.params, data[0])
     metrics = aux["metrics"][1]
     assert 0.0 <= float(metrics["ffn/dropped_fraction"]) < 0.5
