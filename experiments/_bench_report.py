@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments._common import save_plot
+
 EPS_KEYS = ("1e-04", "1e-06", "1e-08")
 T1_RATIO, T2_SECONDS, T3_RATIO = 200.0, 10.0, 2.0
 
@@ -464,10 +466,7 @@ def plots(data: dict, out: Path) -> list[Path]:
         for ax in axes.ravel()[len(labels) :]:
             ax.axis("off")
         fig.tight_layout()
-        path = out / "bench_solvers_epsilon.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_plot(fig, out / "bench_solvers_epsilon.png", dpi=90))
     rows = _rows(data, "scaling")
     if rows:
         axes_names = sorted({r["axis"] for r in rows})
@@ -481,8 +480,5 @@ def plots(data: dict, out: Path) -> list[Path]:
             ax.set_xlabel(axis)
             ax.set_ylabel("s / iteration")
         fig.tight_layout()
-        path = out / "bench_solvers_scaling.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_plot(fig, out / "bench_solvers_scaling.png", dpi=90))
     return written

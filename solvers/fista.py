@@ -132,11 +132,15 @@ class FISTA:
         lipschitz = safety * problem.loss.lipschitz() * squared_norm
         return jnp.maximum(lipschitz, jnp.finfo(problem.dtype).tiny)
 
+    def initial_lipschitz(self) -> float:
+        """The ``lipschitz`` option as a number: -1 (estimate it) when None."""
+        return -1.0 if self.lipschitz is None else float(self.lipschitz)
+
     def init(self, problem: Problem, x0: Array, lipschitz: Array | None = None) -> FistaState:
         """The state at x0.  lipschitz: initial Lipschitz estimate (may be traced); a value
         <= 0 runs ``lipschitz_estimate``; None takes the ``lipschitz`` option."""
         if lipschitz is None:
-            lipschitz = -1.0 if self.lipschitz is None else self.lipschitz
+            lipschitz = self.initial_lipschitz()
         lipschitz = jnp.asarray(lipschitz, problem.dtype)
         lipschitz = jax.lax.cond(
             lipschitz > 0, lambda: lipschitz, lambda: self.lipschitz_estimate(problem)
@@ -150,7 +154,7 @@ class FISTA:
             y=x0,
             pred_y=pred,
             t=jnp.ones((), dtype),
-            lipschitz=jnp.asarray(lipschitz, dtype),
+            lipschitz=lipschitz,
             iteration=jnp.zeros((), jnp.int32),
             primal=primal,
             dual=jnp.array(-jnp.inf, dtype),
@@ -250,7 +254,7 @@ def _run(solver: FISTA, problem: Problem, x0: Array) -> FistaState:
     # tol, max_iter and the initial Lipschitz estimate are traced (-1: estimate it), so changing
     # them does not recompile.
     static = dataclasses.replace(solver, tol=1.0, max_iter=1, lipschitz=None)
-    lipschitz = jnp.asarray(-1.0 if solver.lipschitz is None else solver.lipschitz, problem.dtype)
+    lipschitz = jnp.asarray(solver.initial_lipschitz(), problem.dtype)
     tol = jnp.asarray(solver.tol, problem.dtype)
     max_iter = jnp.asarray(solver.max_iter, jnp.int32)
     return _run_jit(static, structure, arrays, x0, tol, max_iter, lipschitz)

@@ -153,9 +153,9 @@ def solve(
 ) -> SolveResult:
     """Solve ``problem`` to a certified relative duality gap ``tol``.
 
-    method: "fista" (JAX, any device; options: step_size, restart, power_iterations, lipschitz_decay, lipschitz) or
-      "cvxpy" (exact interior point on the materialized problem; option solver in
-      ("CLARABEL", "SCS")).
+    method: "fista" (JAX, any device; options: step_size, restart, power_iterations,
+      lipschitz_decay, lipschitz) or "cvxpy" (exact interior point on the materialized problem;
+      option solver in ("CLARABEL", "SCS")).
     x0: warm start (FISTA only; ignored by cvxpy).   verbose: print a one-line summary.
     """
     if not isinstance(problem, Problem):
