@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
@@ -47,29 +48,40 @@ def _padded(chosen: np.ndarray, total: int) -> np.ndarray:
     return np.sort(np.concatenate([chosen, unused]))
 
 
+def _host_data(program: ConvexProgram) -> tuple[np.ndarray, np.ndarray | None]:
+    """(X (N, n, d), gate patterns D (N, P) or None) as host arrays: restrictions slice them
+    with NumPy (no compiled gather per working-set size) and move only the slice to the device."""
+    _check_kind(program)
+    X = np.asarray(program.X)
+    D = np.asarray(program.gates.patterns(program.X)) if program.kind == "gated" else None
+    return X, D
+
+
 def restriction(program: ConvexProgram) -> Restrict:
     """``groups -> solvers.screening.Restriction`` for program (kind scalar, vector or gated):
     keeps every group of the tokens (and, for P3, of the gates) that the requested groups touch.
     Group indices are flat over ``program.shape[:-1]``."""
-    _check_kind(program)
+    return _restriction(program, *_host_data(program))
+
+
+def _restriction(program: ConvexProgram, X: np.ndarray, D: np.ndarray | None) -> Restrict:
     kind, shape, problem = program.kind, program.shape, program.problem
-    X = program.X
-    D = program.gates.patterns(X) if kind == "gated" else None
     flat = np.arange(problem.size).reshape(shape)
     penalty = solvers.GroupL2(problem.penalty.beta, axis=-1)
 
     def restrict(groups: np.ndarray) -> Restriction:
         rows = np.unravel_index(np.asarray(groups, dtype=int), shape[:-1])
         tokens = _padded(np.unique(rows[-1]), shape[-2])
+        X_kept = jnp.asarray(X[:, tokens])
         if kind == "gated":
             gates = _padded(np.unique(rows[0]), shape[0])
-            predict = Partial(predict_gated, X[:, tokens], D[:, gates])
+            predict = Partial(predict_gated, X_kept, jnp.asarray(D[:, gates]))
             index = flat[gates][:, :, tokens]
         elif kind == "vector":
-            predict = Partial(predict_vector, X[:, tokens])
+            predict = Partial(predict_vector, X_kept)
             index = flat[:, tokens]
         else:
-            predict = Partial(predict_scalar, X[:, tokens])
+            predict = Partial(predict_scalar, X_kept)
             index = flat[tokens]
         if program.scalar_output and kind != "scalar":
             predict = Partial(_first_output, predict)
@@ -86,13 +98,14 @@ def operator_norm_bounds(program: ConvexProgram) -> np.ndarray:
     the order of ``program.problem.penalty.group_indices(program.shape)``.
 
     Group (.., l, k) of P1/P2 has the columns X[:, k, q]; of P3 gate j, D_ij X[i, k, q]."""
-    _check_kind(program)
-    X = np.asarray(program.X, dtype=float)
-    token_squares = (X**2).sum(axis=2)  # (N, n)
+    return _operator_norm_bounds(program, *_host_data(program))
+
+
+def _operator_norm_bounds(program: ConvexProgram, X: np.ndarray, D: np.ndarray | None):
+    token_squares = (X.astype(float) ** 2).sum(axis=2)  # (N, n)
     shape = program.shape
-    if program.kind == "gated":
-        D = np.asarray(program.gates.patterns(program.X), dtype=float)  # (N, P)
-        per_gate_token = D.T @ token_squares  # (P, n)
+    if D is not None:
+        per_gate_token = D.T.astype(float) @ token_squares  # (P, n)
         squares = np.broadcast_to(per_gate_token[:, None, :], shape[:-1])
     else:
         squares = np.broadcast_to(token_squares.sum(axis=0), shape[:-1])
@@ -102,9 +115,10 @@ def operator_norm_bounds(program: ConvexProgram) -> np.ndarray:
 def solve_working_set(program: ConvexProgram, **options) -> solvers.SolveResult:
     """``solvers.screening.solve_working_set`` on program with its data restriction and
     operator-norm bounds (options: tol, max_iter, x0, verbose, FISTA options, ...)."""
+    data = _host_data(program)
     return screening.solve_working_set(
         program.problem,
-        restriction(program),
-        operator_norms=operator_norm_bounds(program),
+        _restriction(program, *data),
+        operator_norms=_operator_norm_bounds(program, *data),
         **options,
     )

@@ -132,19 +132,15 @@ class FISTA:
         lipschitz = safety * problem.loss.lipschitz() * squared_norm
         return jnp.maximum(lipschitz, jnp.finfo(problem.dtype).tiny)
 
-    def initial_lipschitz(self) -> float:
-        """The ``lipschitz`` option as a number: -1 (estimate it) when None."""
-        return -1.0 if self.lipschitz is None else float(self.lipschitz)
-
     def init(self, problem: Problem, x0: Array, lipschitz: Array | None = None) -> FistaState:
-        """The state at x0.  lipschitz: initial Lipschitz estimate (may be traced); a value
-        <= 0 runs ``lipschitz_estimate``; None takes the ``lipschitz`` option."""
+        """The state at x0.  lipschitz: initial Lipschitz estimate (may be traced); None takes
+        the ``lipschitz`` option, and when that is None too runs ``lipschitz_estimate`` (so the
+        power method is compiled only into solvers that need it)."""
         if lipschitz is None:
-            lipschitz = self.initial_lipschitz()
+            lipschitz = self.lipschitz
+        if lipschitz is None:
+            lipschitz = self.lipschitz_estimate(problem)
         lipschitz = jnp.asarray(lipschitz, problem.dtype)
-        lipschitz = jax.lax.cond(
-            lipschitz > 0, lambda: lipschitz, lambda: self.lipschitz_estimate(problem)
-        )
         pred = problem.predict(x0)
         primal = problem.objective(x0)
         dtype = problem.dtype
@@ -251,10 +247,10 @@ def _merge(arrays, structure):
 
 def _run(solver: FISTA, problem: Problem, x0: Array) -> FistaState:
     arrays, structure = _split(problem)
-    # tol, max_iter and the initial Lipschitz estimate are traced (-1: estimate it), so changing
-    # them does not recompile.
+    # tol, max_iter and the initial Lipschitz estimate are traced, so changing them does not
+    # recompile; whether an estimate is given (None: power method) selects the compiled variant.
     static = dataclasses.replace(solver, tol=1.0, max_iter=1, lipschitz=None)
-    lipschitz = jnp.asarray(solver.initial_lipschitz(), problem.dtype)
+    lipschitz = None if solver.lipschitz is None else jnp.asarray(solver.lipschitz, problem.dtype)
     tol = jnp.asarray(solver.tol, problem.dtype)
     max_iter = jnp.asarray(solver.max_iter, jnp.int32)
     return _run_jit(static, structure, arrays, x0, tol, max_iter, lipschitz)
@@ -262,7 +258,13 @@ def _run(solver: FISTA, problem: Problem, x0: Array) -> FistaState:
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _run_jit(
-    solver: FISTA, structure, arrays, x0: Array, tol: Array, max_iter: Array, lipschitz: Array
+    solver: FISTA,
+    structure,
+    arrays,
+    x0: Array,
+    tol: Array,
+    max_iter: Array,
+    lipschitz: Array | None,
 ) -> FistaState:
     problem = _merge(arrays, structure)
     stride = jnp.maximum(1, -(-max_iter // HISTORY_LENGTH))

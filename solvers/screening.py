@@ -216,16 +216,40 @@ def _check_restriction(
     kept = np.flatnonzero(counts)
     if np.any(counts[kept] != group_size) or not np.isin(groups, kept).all():
         raise ValueError("restriction must keep whole groups, including every requested group")
+    if sub.prediction_shape != problem.prediction_shape:
+        raise ValueError(
+            f"restricted predictions have shape {sub.prediction_shape}, "
+            f"the full problem's {problem.prediction_shape}"
+        )
     x_r = jnp.asarray(np.random.default_rng(1).standard_normal(sub.shape), problem.dtype)
-    full = _embed(problem, index, x_r)
-    a, b = np.asarray(sub.predict(x_r)), np.asarray(problem.predict(full))
-    scale = 1e4 * float(jnp.finfo(problem.dtype).eps) * max(1.0, float(np.max(np.abs(b))))
-    if a.shape != b.shape or np.max(np.abs(a - b)) > scale:
+    predict_error, predict_scale, penalties = (
+        np.asarray(v, dtype=float)
+        for v in _embedding_mismatch(problem, sub, jnp.asarray(flat), x_r)
+    )
+    scale = 1e4 * float(jnp.finfo(problem.dtype).eps) * max(1.0, float(predict_scale))
+    if predict_error > scale:
         raise ValueError("restricted predict disagrees with the full predict on embedded x")
-    pa, pb = float(sub.penalty.value(x_r)), float(problem.penalty.value(full))
-    if abs(pa - pb) > scale * max(1.0, abs(pb)):
+    if abs(penalties[0] - penalties[1]) > scale * max(1.0, abs(penalties[1])):
         raise ValueError("restricted penalty disagrees with the full penalty on embedded x")
     return Restriction(sub, index)
+
+
+@jax.jit
+def _embedding_mismatch(
+    problem: Problem, sub: Problem, flat_index: Array, x_r: Array
+) -> tuple[Array, Array, Array]:
+    """max |sub.predict(x_r) - problem.predict(embed(x_r))|, max |problem.predict(embed(x_r))|
+    and the two penalties (sub's, full's): one compiled check per restricted shape."""
+    full = _scatter(problem.shape, flat_index, x_r)
+    a, b = sub.predict(x_r), problem.predict(full)
+    penalties = jnp.stack([sub.penalty.value(x_r), problem.penalty.value(full)])
+    return jnp.max(jnp.abs(a - b)), jnp.max(jnp.abs(b)), penalties
+
+
+@jax.jit
+def _gather(x: Array, flat_index: Array) -> Array:
+    """x.ravel()[flat_index], compiled (an eager gather re-traces its indexing every call)."""
+    return jnp.take(x.ravel(), flat_index, unique_indices=True)
 
 
 def _ladder(size: int, initial: int, total: int) -> int:
@@ -355,7 +379,7 @@ def solve_working_set(
             method="fista",
             tol=max(0.5 * tol, INNER_RATIO * relative),
             max_iter=max_iter - iterations,
-            x0=x.ravel()[jnp.asarray(index.ravel())].reshape(sub.shape),
+            x0=_gather(x, jnp.asarray(index.ravel())).reshape(sub.shape),
             lipschitz=lipschitz,
             **fista_options,
         )

@@ -363,3 +363,24 @@ def test_problem_is_a_pytree_and_beta_change_does_not_recompile():
     size = solvers.fista._run_jit._cache_size()
     solvers.solve(problem.with_beta(0.5 * float(problem.penalty.beta)), tol=1e-6)
     assert solvers.fista._run_jit._cache_size() == size
+
+
+def test_an_initial_lipschitz_estimate_skips_the_power_method_and_keeps_the_optimum():
+    problem = make_problem("squared", "group")
+    reference = solvers.solve(problem, tol=1e-10)
+    x0 = problem.zeros()
+    assert float(solvers.FISTA(lipschitz=3.5).init(problem, x0).lipschitz) == 3.5
+    estimated = float(solvers.FISTA().init(problem, x0).lipschitz)
+    exact = float(problem.loss.lipschitz()) * np.linalg.norm(solvers.materialize(problem), 2) ** 2
+    assert 0.95 * exact <= estimated <= 1.03 * exact  # power method with a 2% safety margin
+    # Under- and overestimates alike: backtracking doubles, the decay shrinks, same optimum.
+    for guess in (1e-6 * estimated, estimated, 1e4 * estimated):
+        result = solvers.solve(problem, tol=1e-10, lipschitz=guess)
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(reference.objective, rel=1e-8)
+    # A given estimate (any value) is one compiled solver without the power method.
+    size = solvers.fista._run_jit._cache_size()
+    solvers.solve(problem, tol=1e-6, lipschitz=2.0 * estimated)
+    assert solvers.fista._run_jit._cache_size() == size
+    with pytest.raises(ValueError, match="lipschitz"):
+        solvers.solve(problem, lipschitz=-1.0)
