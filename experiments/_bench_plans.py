@@ -4,6 +4,7 @@ suite and the limits. Sizes are counted in convex-program variables."""
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from experiments._bench_programs import Spec
 
@@ -14,9 +15,20 @@ TARGET_T1 = Spec("gated", N=2000, n=1, d=50, P=200)  # 1e4 variables
 TARGET_T2 = Spec("gated", N=10_000, n=1, d=100, P=500)  # 5e4 variables
 
 
+class EpsilonRow(NamedTuple):
+    """One problem of the time-to-epsilon suite and the methods run on it: plain FISTA, the
+    working-set solver (P3, whose solutions are sparse over many gates), cvxpy, Adam/SGD."""
+
+    spec: Spec
+    plain: bool
+    working_set: bool
+    cvxpy: bool
+    nonconvex: bool
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """epsilon: (spec, run cvxpy, run Adam/SGD) rows of the time-to-epsilon suite.
+    """epsilon: the rows of the time-to-epsilon suite.
     scaling_base and scaling_axes: P3 problems varying one of N, n, d, P at a time.
     matmul, dtype: specs of the per-iteration-vs-maps and float32-vs-float64 suites.
     sharded: spec solved on 1 and 4 forced host devices.  working_set: (spec, beta ratios).
@@ -27,7 +39,7 @@ class Plan:
     min_budget: least seconds given to each Adam/SGD run.  max_iter: FISTA budget.
     """
 
-    epsilon: tuple[tuple[Spec, bool, bool], ...]
+    epsilon: tuple[EpsilonRow, ...]
     scaling_base: Spec
     scaling_axes: dict[str, tuple[int, ...]]
     matmul: tuple[Spec, ...]
@@ -45,12 +57,22 @@ class Plan:
     repeats: int = 3
 
 
-def _eps_specs(sizes: dict[str, list[Spec]], cvxpy_max: int, nonconvex_max: int):
-    rows = []
-    for specs in sizes.values():
-        for spec in specs:
-            rows.append((spec, spec.variables <= cvxpy_max, spec.variables <= nonconvex_max))
-    return tuple(rows)
+def _eps_specs(
+    sizes: dict[str, list[Spec]], plain_max: int, cvxpy_max: int, nonconvex_max: int
+) -> tuple[EpsilonRow, ...]:
+    """Every spec of the ladder; plain FISTA, cvxpy and Adam/SGD up to their sizes, working sets
+    on every P3 problem from 1e4 variables (below that a working set is the whole problem)."""
+    return tuple(
+        EpsilonRow(
+            spec,
+            plain=spec.variables <= plain_max,
+            working_set=spec.kind == "gated" and spec.variables >= 10**4,
+            cvxpy=spec.variables <= cvxpy_max,
+            nonconvex=spec.variables <= nonconvex_max,
+        )
+        for specs in sizes.values()
+        for spec in specs
+    )
 
 
 def _ladder(top: int, dense_top: int) -> dict[str, list[Spec]]:
@@ -82,7 +104,7 @@ def make_plan(mode: str) -> Plan:
     if mode == "micro":
         tiny = Spec("gated", N=60, n=2, d=4, P=4)
         return Plan(
-            epsilon=((tiny, True, True),),
+            epsilon=(EpsilonRow(tiny, plain=True, working_set=True, cvxpy=True, nonconvex=True),),
             scaling_base=tiny,
             scaling_axes={"N": (60, 120)},
             matmul=(tiny,),
@@ -101,7 +123,9 @@ def make_plan(mode: str) -> Plan:
         )
     if mode == "quick":
         return Plan(
-            epsilon=_eps_specs(_ladder(10**3, 10**3), cvxpy_max=10**3, nonconvex_max=10**3),
+            epsilon=_eps_specs(
+                _ladder(10**3, 10**3), plain_max=10**3, cvxpy_max=10**3, nonconvex_max=10**3
+            ),
             scaling_base=Spec("gated", N=1000, n=1, d=25, P=40),
             scaling_axes={
                 "N": (500, 1000, 2000),
@@ -122,7 +146,8 @@ def make_plan(mode: str) -> Plan:
     full = mode == "full"
     return Plan(
         epsilon=_eps_specs(
-            _ladder(10**7, 10**7) if full else _ladder(10**5, 10**4),
+            _ladder(10**7, 10**7) if full else _ladder(10**6, 10**4),
+            plain_max=10**7 if full else 10**5,
             cvxpy_max=10**4 if full else 10**3,
             nonconvex_max=10**4,
         ),

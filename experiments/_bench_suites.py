@@ -27,6 +27,7 @@ from experiments._bench_timing import (
     time_cvxpy,
     time_fista,
     time_nonconvex,
+    time_working_set,
 )
 from solvers.screening import solve_working_set
 
@@ -47,15 +48,33 @@ def _measure(store: Store, key: str, suite: str, spec: Spec | None, fn) -> dict:
 
 
 def run_epsilon(plan: Plan, store: Store, progress: bool = True) -> None:
-    """Per problem: FISTA (cold, warm), then Clarabel, SCS, Adam and SGD on the same problem."""
-    for spec, with_cvxpy, with_nonconvex in tqdm(plan.epsilon, "epsilon", disable=not progress):
+    """Per problem: FISTA and working-set FISTA (cold, warm), then Clarabel, SCS, Adam and SGD
+    (given FISTA's warm time to 1e-8, or the working-set solver's) on the same problem."""
+    for row in tqdm(plan.epsilon, "epsilon", disable=not progress):
+        spec = row.spec
         key = f"epsilon|{spec.label}|beta={spec.beta_ratio}"
-
-        def fista(spec=spec):
-            return time_fista(build(spec)[0].problem, 1e-8, plan.max_iter)
-
-        best = _measure(store, f"{key}|fista", "epsilon", spec, fista)
-        for solver in CVXPY if with_cvxpy else ():
+        solved = []
+        if row.plain:
+            solved.append(
+                _measure(
+                    store,
+                    f"{key}|fista",
+                    "epsilon",
+                    spec,
+                    lambda spec=spec: time_fista(build(spec)[0].problem, 1e-8, plan.max_iter),
+                )
+            )
+        if row.working_set:
+            solved.append(
+                _measure(
+                    store,
+                    f"{key}|fista/working_set",
+                    "epsilon",
+                    spec,
+                    lambda spec=spec: time_working_set(build(spec)[0], 1e-8, plan.max_iter),
+                )
+            )
+        for solver in CVXPY if row.cvxpy else ():
             _measure(
                 store,
                 f"{key}|cvxpy/{solver}",
@@ -65,8 +84,9 @@ def run_epsilon(plan: Plan, store: Store, progress: bool = True) -> None:
                     spec, solver, plan.cvxpy_tols, plan.cvxpy_timeout
                 ),
             )
-        if not with_nonconvex:
+        if not (row.nonconvex and solved):
             continue
+        best = solved[0]
         budget = max(plan.min_budget, best["t_1e-08"] or best["seconds_warm"])
         grids = {"adam": plan.adam_lrs, "sgd": tuple(lr / spec.N for lr in plan.sgd_lrs)}
         for optimizer, rates in grids.items():
@@ -159,10 +179,13 @@ def _plain_vs_working_set(
     plain = solvers.solve(problem, tol=tol, max_iter=max_iter)
     jax.clear_caches()
 
+    results: list[solvers.SolveResult] = []
+
     def working_set() -> solvers.SolveResult:
-        return solve_working_set(
-            problem, restrict, tol=tol, max_iter=max_iter, operator_norms=norms
+        results.append(
+            solve_working_set(problem, restrict, tol=tol, max_iter=max_iter, operator_norms=norms)
         )
+        return results[-1]
 
     ws = working_set()
     cold = {"plain": plain.seconds, "working_set": ws.seconds}
@@ -173,7 +196,7 @@ def _plain_vs_working_set(
         },
         repeats,
     )
-    inner_seconds = float(working_set().history["inner_seconds"][-1])  # one more warm solve
+    inner_seconds = float(results[-1].history["inner_seconds"][-1])  # of the last warm solve
     groups = np.asarray(problem.penalty.group_norms(plain.x))
     row = {
         "tol": tol,

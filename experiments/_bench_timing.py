@@ -21,6 +21,8 @@ import numpy as np
 
 import solvers
 from baselines.train import train
+from convextx import working_set
+from convextx.programs import ConvexProgram
 from experiments._bench_programs import Spec, build, dense_twin, nonconvex_setup
 
 EPSILONS = (1e-4, 1e-6, 1e-8)
@@ -49,39 +51,79 @@ def _curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> list[list[float]]
     return [[float(x[i]), float(y[i])] for i in idx]
 
 
+def _solution_fields(problem: solvers.Problem, result: solvers.SolveResult) -> dict:
+    norms = np.asarray(problem.penalty.group_norms(result.x))
+    return {
+        "objective": result.objective,
+        "dual": result.dual,
+        "relative_gap": result.relative_gap,
+        "status": result.status,
+        "iterations": result.iterations,
+        "active_groups": int(np.sum(norms > 0)),
+        "groups": int(norms.size),
+    }
+
+
+def _epsilon_fields(seconds: np.ndarray, rel: np.ndarray, compile_s: float | None) -> dict:
+    """``t_<eps>``: warm seconds at the first relative gap <= eps (None: not reached);
+    ``t_cold_<eps>``: the same plus the compile overhead (None without a cold run)."""
+    row = {"compile_s": compile_s, "curve": _curve(seconds, rel)}
+    for eps in EPSILONS:
+        t = first_reach(seconds, rel, eps)
+        row[f"t_{eps:.0e}"] = t
+        row[f"t_cold_{eps:.0e}"] = None if t is None or compile_s is None else t + compile_s
+    return row
+
+
+def _cold_and_warm(solve: Callable[[], solvers.SolveResult], cold: bool):
+    """(first, second) result of ``solve()``, jit caches cleared before the first if ``cold``,
+    and the first call's overhead (first - second seconds; None if not cold)."""
+    if cold:
+        jax.clear_caches()
+    first, warm = solve(), solve()
+    return first, warm, (max(first.seconds - warm.seconds, 0.0) if cold else None)
+
+
 def time_fista(
     problem: solvers.Problem, tol: float, max_iter: int, cold: bool = True, **options
 ) -> dict:
     """FISTA to ``tol``: cold (jit caches cleared: compile included) then warm (same compiled
     solver). Time to each epsilon = warm seconds per iteration x iterations to reach it, plus
     the compile overhead (cold - warm) for the "cold" numbers."""
-    if cold:
-        jax.clear_caches()
-    first = solvers.solve(problem, tol=tol, max_iter=max_iter, **options)
-    warm = solvers.solve(problem, tol=tol, max_iter=max_iter, **options)
+    first, warm, compile_s = _cold_and_warm(
+        lambda: solvers.solve(problem, tol=tol, max_iter=max_iter, **options), cold
+    )
     it, rel = relative_gaps(warm)
     per_iter = warm.seconds / max(warm.iterations, 1)
-    compile_s = max(first.seconds - warm.seconds, 0.0) if cold else None
-    row = {
+    return {
         "method": "fista",
-        "objective": warm.objective,
-        "dual": warm.dual,
-        "relative_gap": warm.relative_gap,
-        "status": warm.status,
-        "iterations": warm.iterations,
+        **_solution_fields(problem, warm),
         "seconds_cold": first.seconds if cold else None,
         "seconds_warm": warm.seconds,
-        "compile_s": compile_s,
         "per_iteration_s": per_iter,
-        "active_groups": int(np.sum(np.asarray(problem.penalty.group_norms(warm.x)) > 0)),
-        "groups": int(np.asarray(problem.penalty.group_norms(warm.x)).size),
-        "curve": _curve(it * per_iter, rel),
+        **_epsilon_fields(it * per_iter, rel, compile_s),
     }
-    for eps in EPSILONS:
-        k = first_reach(it, rel, eps)
-        row[f"t_{eps:.0e}"] = None if k is None else k * per_iter
-        row[f"t_cold_{eps:.0e}"] = None if k is None or not cold else k * per_iter + compile_s
-    return row
+
+
+def time_working_set(program: ConvexProgram, tol: float, max_iter: int) -> dict:
+    """``convextx.working_set.solve_working_set`` to ``tol``, cold then warm as ``time_fista``.
+    Time to each epsilon: the wall time at the first round whose FULL certificate reaches it
+    (history "seconds"), plus the first call's overhead (compiles) for the "cold" numbers."""
+    first, warm, compile_s = _cold_and_warm(
+        lambda: working_set.solve_working_set(program, tol=tol, max_iter=max_iter), True
+    )
+    history = warm.history
+    rel = np.asarray(history["gap"]) / np.maximum(1.0, np.abs(history["objective"]))
+    return {
+        "method": "fista/working_set",
+        **_solution_fields(program.problem, warm),
+        "seconds_cold": first.seconds,
+        "seconds_warm": warm.seconds,
+        "per_iteration_s": warm.seconds / max(warm.iterations, 1),
+        "rounds": len(history["iteration"]) - 1,
+        "working_set_sizes": history["working_set"].tolist(),
+        **_epsilon_fields(np.asarray(history["seconds"]), rel, compile_s),
+    }
 
 
 def _cvxpy_worker(spec: Spec, solver: str, tols: Sequence[float], out) -> None:

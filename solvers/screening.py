@@ -34,6 +34,15 @@ At every primal optimum x*, ``u* = grad L(A x*)`` and ``x*_g != 0`` forces
 
 is zero at every optimum. Any upper bound on the operator norm ``|A_g|_2`` keeps the rule safe
 (e.g. the Frobenius norm of the block of columns).
+
+**Certificates on the screened problem** (dynamic screening). Removing groups that are zero at
+every optimum does not change the optimal value p*, and the optimal dual point u* (the gradient
+at the optimal predictions) is the same for both problems. So the certificate of the problem
+restricted to the surviving groups, at x (zero on the removed groups), is a lower bound on p*,
+its gap bounds the suboptimality of x, and the radius above stays valid. Once screening has
+removed most groups, ``solve_working_set`` certifies each round on that smaller problem (a map
+whose cost shrinks with the survivors) and confirms the final claim with one certificate of the
+full problem.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ Array = jax.Array
 KEEP_RATIO = 0.5  # support groups scoring below KEEP_RATIO * beta leave the working set
 MARGIN = 1.25  # the working set holds MARGIN times the kept groups (before rounding up)
 INNER_RATIO = 0.1  # each round solves the restricted problem to this fraction of the current gap
+SHRINK_RATIO = 0.5  # certify on the screening survivors once they are this fraction of the groups
 
 
 class Restriction(NamedTuple):
@@ -122,6 +132,34 @@ def _full_certificate(problem: Problem, x: Array) -> tuple[Array, Array, Array, 
 
 def _radius(problem: Problem, gap: float) -> float:
     return math.sqrt(2.0 * float(problem.loss.lipschitz()) * max(gap, 0.0))
+
+
+class _Certificate(NamedTuple):
+    """x: the point certified (zero outside the certificate's groups).  primal, dual: its
+    objective and a lower bound on the optimum.  scores: (G,) unscaled ``|[-A_g^T grad]|_2``
+    (0 outside the certificate's groups: screened).  theta: the dual scaling."""
+
+    x: Array
+    primal: float
+    dual: float
+    scores: np.ndarray
+    theta: float
+
+
+def _certify(problem: Problem, x: Array, domain: Restriction | None, groups: np.ndarray):
+    """The certificate at x of ``problem`` (domain None) or of its restriction ``domain`` to the
+    groups ``groups`` that survived screening (module docstring); x is projected on them."""
+    if domain is None:
+        values = [np.asarray(v, dtype=float) for v in _full_certificate(problem, x)]
+        return _Certificate(x, float(values[0]), float(values[1]), values[2], float(values[3]))
+    sub, index = domain
+    x_sub = _gather(x, jnp.asarray(index.ravel())).reshape(sub.shape)
+    primal, dual, sub_scores, theta = (
+        np.asarray(v, dtype=float) for v in _full_certificate(sub, x_sub)
+    )
+    scores = np.zeros(problem.penalty.group_indices(problem.shape).shape[0])
+    scores[groups] = sub_scores
+    return _Certificate(_embed(problem, index, x_sub), float(primal), float(dual), scores, theta)
 
 
 def group_operator_norms(problem: Problem) -> np.ndarray:
@@ -276,8 +314,10 @@ def solve_working_set(
 ) -> SolveResult:
     """Solve ``problem`` by FISTA on growing working sets, certified on the FULL problem.
 
-    Each outer round: certificate of the full problem at x (one full forward and adjoint);
-    stop if the relative gap is <= tol; otherwise keep the support of x (except groups whose
+    Each outer round: certificate of the full problem at x (one full forward and adjoint), or,
+    once gap-safe screening has left at most ``SHRINK_RATIO`` of the groups, of the problem
+    restricted to the survivors (``restrict``; module docstring), with the final claim confirmed
+    by the full problem's certificate; stop if the relative gap is <= tol; otherwise keep the support of x (except groups whose
     score ``|[-A_g^T u]|`` fell below ``KEEP_RATIO * beta`` or that are screened) plus the groups
     closest to violating dual feasibility (``beta - score_g``, divided by ``|A_g|`` when operator
     norms are given, as in Celer), ``MARGIN`` times as many groups as kept, rounded up to
@@ -286,9 +326,11 @@ def solve_working_set(
     solve the restricted problem warm-started from x to a relative gap of
     ``max(tol / 2, INNER_RATIO * current gap)``; embed.
 
-    restrict: ``groups -> Restriction`` (see ``Restriction``); default ``restrict_groups``.
+    restrict: ``groups -> Restriction`` (see ``Restriction``); default ``restrict_groups``
+      (whose restrictions embed into the full map, so certificates stay on the full problem).
     operator_norms: optional (G,) upper bounds on ``|A_g|_2``: enables gap-safe screening
-      (groups certified zero never enter the working set) and the Celer priority.
+      (groups certified zero never enter the working set, and with ``restrict`` the certificates
+      shrink to the survivors) and the Celer priority.
     max_iter: budget of inner FISTA iterations over all rounds.
     check_restriction: validate the first restriction of each restricted shape (whole groups,
       every requested group, the same map and penalty on embedded points). Optimality is only
@@ -303,7 +345,8 @@ def solve_working_set(
     full problem's). history holds one row per round: "iteration" (cumulative inner iterations),
     "objective", "gap" (full certificate), "working_set" (groups in the restricted problem that
     produced x), "screened" (groups certified zero so far), "inner_seconds" (cumulative seconds
-    in the restricted FISTA solves; the rest is certificates and restrictions).
+    in the restricted FISTA solves; the rest is certificates and restrictions), "seconds" (wall
+    time since the call began, at the round's certificate: time to each gap).
     """
     penalty = _check_penalty(problem)
     if not (isinstance(tol, float | int) and tol > 0):
@@ -329,28 +372,53 @@ def solve_working_set(
         x = jnp.asarray(x0, problem.dtype)
         if x.shape != problem.shape:
             raise ValueError(f"x0 must have the problem shape {problem.shape}; got {x.shape}")
-    restrict = restrict if restrict is not None else (lambda g: restrict_groups(problem, g))
     beta = float(penalty.beta)
     screened = np.zeros(G, dtype=bool)
     rows: list[tuple[float, ...]] = []
-    iterations, growth, best_dual, width, inner_seconds = 0, 1, -np.inf, 0, 0.0
+    iterations, growth, width, inner_seconds = 0, 1, 0, 0.0
+    best_dual = full_dual = -np.inf  # best lower bounds: any certificate's, the full problem's
     gaps: list[float] = []
     checked_shapes: set[tuple[int, ...]] = set()
+
+    def checked(restriction: Any, requested: np.ndarray) -> Restriction:
+        """``restriction``, validated if its shape is new (``check_restriction``)."""
+        shape = tuple(np.shape(restriction[1])) if isinstance(restriction, tuple) else None
+        if check_restriction and shape not in checked_shapes:
+            restriction = _check_restriction(
+                problem, restriction, requested, group_of, groups.shape[1]
+            )
+            checked_shapes.add(shape)
+        return Restriction(*restriction)
+
     lipschitz = fista_options.pop("lipschitz", None)
+    # The certificate's problem: the full one, or its restriction to the screening survivors.
+    domain, domain_groups, shrink = None, np.arange(G), restrict is not None and norms is not None
+    restrict = restrict if restrict is not None else (lambda g: restrict_groups(problem, g))
     for round_ in range(max_outer + 1):  # the last round only certifies the last x
-        primal, dual, scores, theta = (
-            np.asarray(v, dtype=float) for v in _full_certificate(problem, x)
-        )
-        primal = float(primal)
-        best_dual = max(best_dual, float(dual))
+        x, primal, dual, scores, theta = _certify(problem, x, domain, domain_groups)
+        best_dual = max(best_dual, dual)
+        full_dual = max(full_dual, dual) if domain is None else full_dual
         gap = primal - best_dual
         if norms is not None:  # the rule needs the feasible point: scores scaled by theta
             screened |= theta * scores + _radius(problem, gap) * norms < beta
-        rows.append((iterations, primal, gap, width, screened.sum(), inner_seconds))
-        gaps.append(gap)
         solved = bool(is_solved(primal, gap, tol))
-        if solved or round_ == max_outer or iterations >= max_iter or not np.isfinite(primal):
+        last = round_ == max_outer or iterations >= max_iter or not np.isfinite(primal)
+        if domain is not None and (solved or last):  # the result is the full problem's
+            full = _certify(problem, x, None, domain_groups)
+            full_dual = max(full_dual, full.dual)
+            primal, gap = full.primal, full.primal - full_dual
+            solved = bool(is_solved(primal, gap, tol))
+            if not solved:  # back to full certificates, trusting their bounds only
+                domain, shrink, best_dual = None, False, full_dual
+        elapsed = time.perf_counter() - start
+        rows.append((iterations, primal, gap, width, screened.sum(), inner_seconds, elapsed))
+        gaps.append(gap)
+        if solved or last:
             break
+        survivors = np.flatnonzero(~screened)
+        if shrink and survivors.size <= SHRINK_RATIO * domain_groups.size:
+            domain = checked(restrict(survivors), survivors)
+            domain_groups = group_of[np.asarray(domain.index).reshape(-1, groups.shape[1])[:, 0]]
         # Keep the support, except groups on their way out (score far below beta) or screened.
         kept = (np.asarray(penalty.group_norms(x)) > 0) & (scores >= KEEP_RATIO * beta) & ~screened
         priority = beta - scores if norms is None else (beta - scores) / np.maximum(norms, 1e-300)
@@ -364,14 +432,7 @@ def solve_working_set(
             growth *= 2  # widen the set (at worst it becomes every group)
             size = _ladder(2 * size, initial_size, G)
             chosen = np.sort(order[:size])
-        restriction = restrict(chosen)
-        shape = tuple(np.shape(restriction[1])) if isinstance(restriction, tuple) else None
-        if check_restriction and shape not in checked_shapes:
-            restriction = _check_restriction(
-                problem, restriction, chosen, group_of, groups.shape[1]
-            )
-            checked_shapes.add(shape)
-        sub, index = restriction
+        sub, index = checked(restrict(chosen), chosen)
         width = np.asarray(index).size // groups.shape[1]
         relative = gap / max(1.0, abs(primal))
         inner = solve(
@@ -398,7 +459,7 @@ def solve_working_set(
     result = SolveResult(
         x=x,
         objective=objective,
-        dual=best_dual,
+        dual=objective - gap,
         gap=gap,
         status=status,
         iterations=iterations,
@@ -410,6 +471,7 @@ def solve_working_set(
             "working_set": history[:, 3].astype(int),
             "screened": history[:, 4].astype(int),
             "inner_seconds": history[:, 5],
+            "seconds": history[:, 6],
         },
         method="fista/working_set",
         tol=tol,

@@ -65,13 +65,19 @@ def test_working_set_reaches_the_certified_optimum():
     assert float(full.primal) == pytest.approx(ws.objective, rel=1e-12)
     assert ws.dual <= plain.objective + 1e-9
     assert ws.history["working_set"][1:].min() < problem.size // d  # some rounds were restricted
+    seconds, inner = ws.history["seconds"], ws.history["inner_seconds"]
+    assert np.all(np.diff(seconds) > 0) and seconds[-1] <= ws.seconds  # wall time per round
+    assert np.all(inner <= seconds) and np.all(np.diff(inner) >= 0)
 
 
-def test_a_data_slicing_restriction_gives_the_same_optimum():
-    problem, X = make_problem()
+def slicing_restriction(problem, X, calls=None):
+    """Restriction keeping the data of the tokens the groups touch (all c outputs of each);
+    records each request's groups in ``calls``."""
     flat = np.arange(problem.size).reshape(problem.shape)
 
     def restrict(groups):
+        if calls is not None:
+            calls.append(np.asarray(groups))
         tokens = np.unique(np.unravel_index(groups, (c, n))[1])
         sub = solvers.Problem(
             Partial(tokens_predict, X[:, tokens]),
@@ -82,14 +88,46 @@ def test_a_data_slicing_restriction_gives_the_same_optimum():
         )
         return Restriction(sub, flat[:, tokens])
 
-    ws = solve_working_set(problem, restrict, tol=1e-10, initial_size=2)
+    return restrict
+
+
+def test_a_data_slicing_restriction_gives_the_same_optimum():
+    problem, X = make_problem()
+    ws = solve_working_set(problem, slicing_restriction(problem, X), tol=1e-10, initial_size=2)
     plain = solvers.solve(problem, tol=1e-10, max_iter=50_000)
     assert ws.status == "optimal"
     assert ws.objective == pytest.approx(plain.objective, rel=1e-9)
 
 
-def test_optimality_is_never_claimed_from_a_wrong_restriction():
+def test_certificates_shrink_to_the_screening_survivors_and_stay_valid():
+    problem, X = make_problem(ratio=0.7)
+    calls = []
+    ws = solve_working_set(
+        problem,
+        slicing_restriction(problem, X, calls),
+        tol=1e-10,
+        initial_size=2,
+        operator_norms=group_operator_norms(problem),
+    )
+    plain = solvers.solve(problem, tol=1e-12, max_iter=50_000)
+    G = c * n
+    screened = ws.history["screened"]
+    assert screened[-2] >= G // 2  # survivors <= half the groups before the last round
+    # One request per round's working set, plus the survivors' certificate problem(s).
+    rounds = len(ws.history["iteration"]) - 1
+    assert len(calls) > rounds
+    assert any(call.size == G - k for call in calls for k in screened if k > 0)
+    assert ws.status == "optimal"
+    assert ws.objective == pytest.approx(plain.objective, rel=1e-9)
+    full = solvers.duality_gap(problem, ws.x)  # the final claim is the full problem's
+    assert float(full.primal) == pytest.approx(ws.objective, rel=1e-12)
+    assert float(full.gap) <= 1e-10 * max(1.0, ws.objective) and ws.dual <= plain.objective
+
+
+@pytest.mark.parametrize("screening", [False, True])
+def test_optimality_is_never_claimed_from_a_wrong_restriction(screening):
     problem, X = make_problem()
+    norms = group_operator_norms(problem) if screening else None  # True: wrong survivors' maps
 
     def wrong(groups):  # the right variables, but a map scaled by 2: a different problem
         sub, index = restrict_groups(problem, groups)
@@ -100,7 +138,9 @@ def test_optimality_is_never_claimed_from_a_wrong_restriction():
 
     with pytest.raises(ValueError, match="predict"):
         solve_working_set(problem, wrong, tol=1e-8)
-    result = solve_working_set(problem, wrong, tol=1e-8, check_restriction=False, max_outer=5)
+    result = solve_working_set(
+        problem, wrong, tol=1e-8, check_restriction=False, max_outer=5, operator_norms=norms
+    )
     optimum = solvers.solve(problem, tol=1e-10, max_iter=50_000).objective
     assert result.status != "optimal"
     assert result.objective == pytest.approx(float(solvers.duality_gap(problem, result.x).primal))
