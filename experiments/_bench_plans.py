@@ -13,6 +13,7 @@ MODES = ("micro", "quick", "default", "full")
 # The targets of issue 9 (P3 with one token; beta = 0.1 beta_max unless noted).
 TARGET_T1 = Spec("gated", N=2000, n=1, d=50, P=200)  # 1e4 variables
 TARGET_T2 = Spec("gated", N=10_000, n=1, d=100, P=500)  # 5e4 variables
+TARGET_T5 = Spec("gated", N=2000, n=1, d=500, P=200_000)  # 1e8 variables, on one GPU
 
 
 class EpsilonRow(NamedTuple):
@@ -33,6 +34,7 @@ class Plan:
     matmul, dtype: specs of the per-iteration-vs-maps and float32-vs-float64 suites.
     sharded: spec solved on 1 and 4 forced host devices.  working_set: (spec, beta ratios).
     t1, t2: the target problems (None: not run in this mode).
+    t5: the GPU-scale target, run only on a GPU unless ``t5_on_cpu`` (micro: a smoke test).
     cvxpy_timeout: seconds per cvxpy solver and problem (None: in process, no limit).
     cvxpy_tols: the epsilons cvxpy is asked for (one solve each).
     adam_lrs, sgd_lrs: learning-rate grids (SGD's are multiplied by 1/N: the objective is a sum).
@@ -55,6 +57,8 @@ class Plan:
     min_budget: float = 1.0
     max_iter: int = 20_000
     repeats: int = 3
+    t5: Spec | None = None
+    t5_on_cpu: bool = False
 
 
 def _eps_specs(
@@ -113,6 +117,8 @@ def make_plan(mode: str) -> Plan:
             working_set=(Spec("gated", N=80, n=1, d=4, P=16), (0.3,)),
             t1=None,
             t2=None,
+            t5=Spec("gated", N=80, n=1, d=4, P=16),
+            t5_on_cpu=True,
             cvxpy_timeout=None,
             cvxpy_tols=(1e-6,),
             adam_lrs=(1e-2,),
@@ -146,7 +152,7 @@ def make_plan(mode: str) -> Plan:
     full = mode == "full"
     return Plan(
         epsilon=_eps_specs(
-            _ladder(10**7, 10**7) if full else _ladder(10**6, 10**4),
+            _ladder(10**7, 10**7) if full else _ladder(10**7, 10**4),
             plain_max=10**7 if full else 10**5,
             cvxpy_max=10**4 if full else 10**3,
             nonconvex_max=10**4,
@@ -168,5 +174,6 @@ def make_plan(mode: str) -> Plan:
         working_set=(TARGET_T1, (0.05, 0.1, 0.2, 0.4)),
         t1=TARGET_T1,
         t2=TARGET_T2,
+        t5=TARGET_T5,
         cvxpy_timeout=3600.0 if full else 600.0,
     )

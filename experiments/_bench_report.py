@@ -95,14 +95,18 @@ def targets(data: dict) -> dict[str, dict]:
     clarabel = [r for r in rows.values() if r.get("target") == "T1" and "runs" in r]
     if t1 and clarabel:
         fista, cvx = t1[0], clarabel[0]
-        cold = fista["seconds_plain_cold"]
-        entry = {"fista_cold_s": cold, "fista_warm_s": fista["seconds_plain_warm"]}
-        entry |= {"working_set_cold_s": fista["seconds_working_set_cold"]}
+        entry = {
+            f"{name}_{phase}_s": fista[f"seconds_{key}_{phase}"]
+            for name, key in (("fista", "plain"), ("working_set", "working_set"))
+            for phase in ("cold", "warm")
+        }
+        cold = min(entry["fista_cold_s"], entry["working_set_cold_s"])  # the faster solver's
+        warm = min(entry["fista_warm_s"], entry["working_set_warm_s"])
         if cvx["t_1e-06"] is not None:
             entry |= {"clarabel_s": cvx["t_1e-06"], "clarabel_solver_only_s": cvx["t_solver_1e-06"]}
             entry["ratio"] = cvx["t_solver_1e-06"] / cold
             entry["ratio_package_path"] = cvx["t_1e-06"] / cold
-            entry["ratio_warm"] = cvx["t_solver_1e-06"] / fista["seconds_plain_warm"]
+            entry["ratio_warm"] = cvx["t_solver_1e-06"] / warm
             entry["verdict"] = "holds" if entry["ratio"] >= T1_RATIO else "fails"
         elif cvx["timed_out"]:
             bound = cvx["timeout_s"] / cold
@@ -172,15 +176,29 @@ def targets(data: dict) -> dict[str, dict]:
         }
     else:
         out["T4"] = {"verdict": "not measured"}
+    t5 = [r for r in rows.values() if r.get("target") == "T5"]
+    if t5:
+        row = t5[-1]
+        out["T5"] = {
+            "device": row["device"],
+            "variables": row["variables"],
+            "seconds_cold": row["seconds_cold"],
+            "seconds_warm": row["seconds_warm"],
+            "relative_gap": row["relative_gap"],
+            "verdict": "holds" if row["status"] == "optimal" else "fails",
+        }
+    else:
+        out["T5"] = {"verdict": "not measured (runs on a GPU only)"}
     return out
 
 
 TARGET_TEXT = {
-    "T1": "P3 n=1 N=2000 d=50 P=200 to 1e-6: FISTA (compile included) >= 200x faster than "
-    "cvxpy+Clarabel",
+    "T1": "P3 n=1 N=2000 d=50 P=200 to 1e-6: FISTA (compile included; the faster of plain and "
+    "working sets) >= 200x faster than cvxpy+Clarabel",
     "T2": "P3 N=1e4 d=100 P=500 (5e4 variables) to 1e-6 in < 10 s",
     "T3": "FISTA per-iteration time within 2x of its forward + adjoint maps",
     "T4": "working sets: time per iteration shrinks with sparsity (speedup on a sparse solution)",
+    "T5": "one GPU: P3 with 1e8 variables (N=2000 d=500 P=2e5) to a 1e-4 gap, time reported",
 }
 
 

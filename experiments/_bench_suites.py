@@ -251,7 +251,20 @@ def run_working_set(plan: Plan, store: Store, progress: bool = True) -> None:
 
 def run_targets(plan: Plan, store: Store, progress: bool = True) -> None:
     """T1: plain and working-set FISTA (cold = compile included, and warm) vs cvxpy+Clarabel to
-    1e-6; T2: the same FISTA runs in float64 and float32. T3, T4: matmul and working_set suites."""
+    1e-6; T2: the same FISTA runs in float64 and float32; T5: working sets to 1e-4 on 1e8
+    variables, on a GPU only. T3, T4: the matmul and working_set suites."""
+    if plan.t5 is not None and (plan.t5_on_cpu or jax.default_backend() == "gpu"):
+        _measure(
+            store,
+            f"targets|T5|{plan.t5.label}|{jax.default_backend()}",
+            "targets",
+            plan.t5,
+            lambda: {
+                "target": "T5",
+                "device": jax.devices()[0].device_kind,
+                **time_working_set(build(plan.t5)[0], 1e-4, plan.max_iter),
+            },
+        )
     jobs = [("T1", plan.t1), ("T2", plan.t2)]
     for name, spec in tqdm([j for j in jobs if j[1]], "targets", disable=not progress):
         key = f"targets|{name}|{spec.label}"

@@ -2,8 +2,8 @@
 
 Suites (all side by side in one process, so ratios share the machine's load):
 
-- epsilon: time to relative duality gap 1e-4, 1e-6, 1e-8 of FISTA (cold = compile included,
-  warm), cvxpy+Clarabel and cvxpy+SCS (subprocess, time limit), and the objective Adam and SGD
+- epsilon: time to relative duality gap 1e-4, 1e-6, 1e-8 of FISTA and of working-set FISTA
+  (P3; cold = compile included, warm), cvxpy+Clarabel and cvxpy+SCS (subprocess, time limit), and the objective Adam and SGD
   reach on the nonconvex twin (``baselines.heads`` + ``baselines.train``, objective = sum loss +
   exact weight decay) in at least FISTA's wall time, as relative suboptimality vs the certified
   optimum.
@@ -15,9 +15,11 @@ Suites (all side by side in one process, so ratios share the machine's load):
   screening) vs plain FISTA as the solution gets sparser.
 - targets: the issue-9 targets T1-T4, printed as holds / fails.
 
-    python -m experiments.bench_solvers               # default sizes (CPU: tens of minutes)
+    python -m experiments.bench_solvers               # default: P3 to 1e7 variables (working
+                                                      # sets; plain FISTA to 1e5), ~25 min CPU
     python -m experiments.bench_solvers --quick       # smaller; --micro: seconds (smoke test)
-    python -m experiments.bench_solvers --full        # FISTA to 1e7 variables, cvxpy to 1e4
+    python -m experiments.bench_solvers --full        # + plain FISTA and P1/P2 to 1e7, cvxpy
+                                                      # to 1e4 (hours on CPU; for a GPU)
     python -m experiments.bench_solvers --suites targets matmul --device cpu --out DIR
 
 Writes DIR/bench_solvers.json after every measurement (a rerun with the same DIR skips rows

@@ -118,10 +118,13 @@ def _group_scores(penalty: GroupL2, w: Array) -> Array:
 
 
 @jax.jit
-def _full_certificate(problem: Problem, x: Array) -> tuple[Array, Array, Array, Array]:
+def _full_certificate(
+    problem: Problem, x: Array, pred: Array | None = None
+) -> tuple[Array, Array, Array, Array]:
     """At x: primal P(x), dual D(theta grad), the group scores |[-A_g^T grad L(Ax)]|_2 (unscaled)
-    and theta = min(1, beta / max score), which makes theta grad dual feasible."""
-    pred = problem.predict(x)
+    and theta = min(1, beta / max score), which makes theta grad dual feasible.
+    pred: A x if already known (e.g. from a restriction holding x's support): saves one map."""
+    pred = problem.predict(x) if pred is None else pred
     grad = problem.loss.grad(pred)
     scores = _group_scores(problem.penalty, -problem.adjoint(grad))
     beta = problem.penalty.beta
@@ -146,11 +149,18 @@ class _Certificate(NamedTuple):
     theta: float
 
 
-def _certify(problem: Problem, x: Array, domain: Restriction | None, groups: np.ndarray):
-    """The certificate at x of ``problem`` (domain None) or of its restriction ``domain`` to the
-    groups ``groups`` that survived screening (module docstring); x is projected on them."""
+def _certify(
+    problem: Problem,
+    x: Array,
+    domain: Restriction | None = None,
+    groups: np.ndarray | None = None,
+    pred: Array | None = None,
+) -> _Certificate:
+    """The certificate at x of ``problem`` (domain None; pred: A x if known) or of its
+    restriction ``domain`` to the groups ``groups`` that survived screening (module docstring);
+    x is projected on them."""
     if domain is None:
-        values = [np.asarray(v, dtype=float) for v in _full_certificate(problem, x)]
+        values = [np.asarray(v, dtype=float) for v in _full_certificate(problem, x, pred)]
         return _Certificate(x, float(values[0]), float(values[1]), values[2], float(values[3]))
     sub, index = domain
     x_sub = _gather(x, jnp.asarray(index.ravel())).reshape(sub.shape)
@@ -285,6 +295,11 @@ def _embedding_mismatch(
 
 
 @jax.jit
+def _predict(problem: Problem, x: Array) -> Array:
+    return problem.predict(x)
+
+
+@jax.jit
 def _gather(x: Array, flat_index: Array) -> Array:
     """x.ravel()[flat_index], compiled (an eager gather re-traces its indexing every call)."""
     return jnp.take(x.ravel(), flat_index, unique_indices=True)
@@ -314,10 +329,12 @@ def solve_working_set(
 ) -> SolveResult:
     """Solve ``problem`` by FISTA on growing working sets, certified on the FULL problem.
 
-    Each outer round: certificate of the full problem at x (one full forward and adjoint), or,
-    once gap-safe screening has left at most ``SHRINK_RATIO`` of the groups, of the problem
-    restricted to the survivors (``restrict``; module docstring), with the final claim confirmed
-    by the full problem's certificate; stop if the relative gap is <= tol; otherwise keep the support of x (except groups whose
+    Each outer round: certificate of the full problem at x (one full adjoint: A x comes from the
+    restriction that produced x), or, once gap-safe screening has left at most ``SHRINK_RATIO``
+    of the groups, of the problem restricted to the survivors (``restrict``; module docstring);
+    a claim of optimality is confirmed by the full problem's own forward and adjoint maps (one
+    more certificate; if it disagrees the rounds go on); stop if the relative gap is <= tol;
+    otherwise keep the support of x (except groups whose
     score ``|[-A_g^T u]|`` fell below ``KEEP_RATIO * beta`` or that are screened) plus the groups
     closest to violating dual feasibility (``beta - score_g``, divided by ``|A_g|`` when operator
     norms are given, as in Celer), ``MARGIN`` times as many groups as kept, rounded up to
@@ -393,30 +410,32 @@ def solve_working_set(
     lipschitz = fista_options.pop("lipschitz", None)
     # The certificate's problem: the full one, or its restriction to the screening survivors.
     domain, domain_groups, shrink = None, np.arange(G), restrict is not None and norms is not None
+    pred = None  # A x when known from the restriction that produced x
     restrict = restrict if restrict is not None else (lambda g: restrict_groups(problem, g))
     for round_ in range(max_outer + 1):  # the last round only certifies the last x
-        x, primal, dual, scores, theta = _certify(problem, x, domain, domain_groups)
+        x, primal, dual, scores, theta = _certify(problem, x, domain, domain_groups, pred)
+        exact = domain is None and pred is None  # the full problem's own maps only
         best_dual = max(best_dual, dual)
-        full_dual = max(full_dual, dual) if domain is None else full_dual
+        full_dual = max(full_dual, dual) if exact else full_dual
         gap = primal - best_dual
         if norms is not None:  # the rule needs the feasible point: scores scaled by theta
             screened |= theta * scores + _radius(problem, gap) * norms < beta
         solved = bool(is_solved(primal, gap, tol))
         last = round_ == max_outer or iterations >= max_iter or not np.isfinite(primal)
-        if domain is not None and (solved or last):  # the result is the full problem's
-            full = _certify(problem, x, None, domain_groups)
+        if not exact and (solved or last):  # the result is the full problem's certificate
+            full = _certify(problem, x)
             full_dual = max(full_dual, full.dual)
             primal, gap = full.primal, full.primal - full_dual
             solved = bool(is_solved(primal, gap, tol))
-            if not solved:  # back to full certificates, trusting their bounds only
-                domain, shrink, best_dual = None, False, full_dual
+            if not solved:  # go on, from the full problem's bounds only
+                best_dual = full_dual
         elapsed = time.perf_counter() - start
         rows.append((iterations, primal, gap, width, screened.sum(), inner_seconds, elapsed))
         gaps.append(gap)
         if solved or last:
             break
         survivors = np.flatnonzero(~screened)
-        if shrink and survivors.size <= SHRINK_RATIO * domain_groups.size:
+        if shrink and 0 < survivors.size <= SHRINK_RATIO * domain_groups.size:
             domain = checked(restrict(survivors), survivors)
             domain_groups = group_of[np.asarray(domain.index).reshape(-1, groups.shape[1])[:, 0]]
         # Keep the support, except groups on their way out (score far below beta) or screened.
@@ -448,6 +467,7 @@ def solve_working_set(
         iterations += inner.iterations
         inner_seconds += inner.seconds
         x = _embed(problem, np.asarray(index), inner.x)
+        pred = _predict(sub, inner.x)  # = A x: the next certificate needs only the adjoint
     history = np.array(rows, dtype=float)
     objective, gap = float(history[-1, 1]), float(history[-1, 2])
     if not np.isfinite(objective):
