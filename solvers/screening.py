@@ -68,7 +68,7 @@ Array = jax.Array
 KEEP_RATIO = 0.5  # support groups scoring below KEEP_RATIO * beta leave the working set
 MARGIN = 1.25  # the working set holds MARGIN times the kept groups (before rounding up)
 INNER_RATIO = 0.1  # each round solves the restricted problem to this fraction of the current gap
-SHRINK_RATIO = 0.5  # certify on the screening survivors once they are this fraction of the groups
+SHRINK_RATIO = 0.125  # certify on the screening survivors once they are this fraction of the groups
 
 
 class Restriction(NamedTuple):
@@ -117,14 +117,18 @@ def _group_scores(penalty: GroupL2, w: Array) -> Array:
     return penalty.group_norms(w)
 
 
-@jax.jit
 def _full_certificate(
     problem: Problem, x: Array, pred: Array | None = None
 ) -> tuple[Array, Array, Array, Array]:
     """At x: primal P(x), dual D(theta grad), the group scores |[-A_g^T grad L(Ax)]|_2 (unscaled)
     and theta = min(1, beta / max score), which makes theta grad dual feasible.
     pred: A x if already known (e.g. from a restriction holding x's support): saves one map."""
-    pred = problem.predict(x) if pred is None else pred
+    return _certificate_at(problem, x, _predict(problem, x) if pred is None else pred)
+
+
+@jax.jit
+def _certificate_at(problem: Problem, x: Array, pred: Array) -> tuple[Array, Array, Array, Array]:
+    """``_full_certificate`` given pred = A x (one compiled function whether pred was known)."""
     grad = problem.loss.grad(pred)
     scores = _group_scores(problem.penalty, -problem.adjoint(grad))
     beta = problem.penalty.beta
@@ -269,29 +273,23 @@ def _check_restriction(
             f"restricted predictions have shape {sub.prediction_shape}, "
             f"the full problem's {problem.prediction_shape}"
         )
+    # Compiled pieces the solve needs anyway (full predict, the restricted predict, the embedding),
+    # so a check costs few compilations of its own.
     x_r = jnp.asarray(np.random.default_rng(1).standard_normal(sub.shape), problem.dtype)
-    predict_error, predict_scale, penalties = (
-        np.asarray(v, dtype=float)
-        for v in _embedding_mismatch(problem, sub, jnp.asarray(flat), x_r)
-    )
-    scale = 1e4 * float(jnp.finfo(problem.dtype).eps) * max(1.0, float(predict_scale))
-    if predict_error > scale:
+    full = _embed(problem, index, x_r)
+    a, b = np.asarray(_predict(sub, x_r)), np.asarray(_predict(problem, full))
+    scale = 1e4 * float(jnp.finfo(problem.dtype).eps) * max(1.0, float(np.max(np.abs(b))))
+    if np.max(np.abs(a - b)) > scale:
         raise ValueError("restricted predict disagrees with the full predict on embedded x")
-    if abs(penalties[0] - penalties[1]) > scale * max(1.0, abs(penalties[1])):
+    pa, pb = float(_penalty_value(sub.penalty, x_r)), float(_penalty_value(problem.penalty, full))
+    if abs(pa - pb) > scale * max(1.0, abs(pb)):
         raise ValueError("restricted penalty disagrees with the full penalty on embedded x")
     return Restriction(sub, index)
 
 
 @jax.jit
-def _embedding_mismatch(
-    problem: Problem, sub: Problem, flat_index: Array, x_r: Array
-) -> tuple[Array, Array, Array]:
-    """max |sub.predict(x_r) - problem.predict(embed(x_r))|, max |problem.predict(embed(x_r))|
-    and the two penalties (sub's, full's): one compiled check per restricted shape."""
-    full = _scatter(problem.shape, flat_index, x_r)
-    a, b = sub.predict(x_r), problem.predict(full)
-    penalties = jnp.stack([sub.penalty.value(x_r), problem.penalty.value(full)])
-    return jnp.max(jnp.abs(a - b)), jnp.max(jnp.abs(b)), penalties
+def _penalty_value(penalty: GroupL2, x: Array) -> Array:
+    return penalty.value(x)
 
 
 @jax.jit

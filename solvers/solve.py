@@ -71,9 +71,14 @@ def _check_x0(problem: Problem, x0: Any) -> jax.Array:
     x0 = jnp.asarray(x0, problem.dtype)
     if x0.shape != problem.shape:
         raise ValueError(f"x0 must have the problem shape {problem.shape}; got {x0.shape}")
-    if not bool(jnp.all(jnp.isfinite(x0))):
+    if not bool(_all_finite(x0)):
         raise ValueError("x0 contains NaN or inf")
     return x0
+
+
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+    return jnp.all(jnp.isfinite(x))  # one compiled check per shape (eager: one per primitive)
 
 
 def _status(objective: float, gap: float, tol: float, budget_hit: bool) -> str:
