@@ -163,7 +163,10 @@ def targets(data: dict) -> dict[str, dict]:
     if ws:
         sparse, dense = ws[0], ws[-1]
         key = "inner_per_iteration_working_set_s"
-        shrinks = sparse[key] < dense[key]
+        # Within-row ratios (plain vs restricted, timed interleaved) are robust to the machine's
+        # load drifting between rows; absolute seconds of different rows are not.
+        speedup = "inner_per_iteration_speedup"
+        shrinks = sparse[speedup] > max(dense[speedup], 1.0)
         out["T4"] = {
             "sparsest_active": f"{sparse['active_groups']}/{sparse['groups']}",
             "densest_active": f"{dense['active_groups']}/{dense['groups']}",
@@ -171,7 +174,8 @@ def targets(data: dict) -> dict[str, dict]:
             "speedup_warm": sparse["speedup_warm"],
             "speedup_cold": sparse["speedup_cold"],
             "per_iteration_speedup": sparse["per_iteration_speedup"],
-            "restricted_per_iteration_speedup": sparse["inner_per_iteration_speedup"],
+            "restricted_per_iteration_speedup": sparse[speedup],
+            "restricted_per_iteration_speedup_densest": dense[speedup],
             "verdict": "holds" if shrinks and sparse["speedup_warm"] > 1 else "fails",
         }
     else:
@@ -197,7 +201,8 @@ TARGET_TEXT = {
     "working sets) >= 200x faster than cvxpy+Clarabel",
     "T2": "P3 N=1e4 d=100 P=500 (5e4 variables) to 1e-6 in < 10 s",
     "T3": "FISTA per-iteration time within 2x of its forward + adjoint maps",
-    "T4": "working sets: time per iteration shrinks with sparsity (speedup on a sparse solution)",
+    "T4": "working sets: time per iteration shrinks with sparsity (the restricted per-iteration "
+    "speedup over plain FISTA grows from the densest to the sparsest solution)",
     "T5": "one GPU: P3 with 1e8 variables (N=2000 d=500 P=2e5) to a 1e-4 gap, time reported",
 }
 
