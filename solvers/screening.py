@@ -171,7 +171,8 @@ def _certify(
     primal, dual, sub_scores, theta = (
         np.asarray(v, dtype=float) for v in _full_certificate(sub, x_sub)
     )
-    scores = np.zeros(problem.penalty.group_indices(problem.shape).shape[0])
+    group_size = index.size // groups.size  # groups: one per row of index.reshape(-1, size)
+    scores = np.zeros(problem.size // group_size)
     scores[groups] = sub_scores
     return _Certificate(_embed(problem, index, x_sub), float(primal), float(dual), scores, theta)
 
