@@ -62,7 +62,7 @@ from solvers.certificate import is_solved
 from solvers.cvxpy_backend import materialize
 from solvers.penalties import GroupL2
 from solvers.problem import Problem
-from solvers.solve import SolveResult, solve
+from solvers.solve import SolveResult, _status, solve
 
 Array = jax.Array
 KEEP_RATIO = 0.5  # support groups scoring below KEEP_RATIO * beta leave the working set
@@ -469,18 +469,12 @@ def solve_working_set(
         pred = _predict(sub, inner.x)  # = A x: the next certificate needs only the adjoint
     history = np.array(rows, dtype=float)
     objective, gap = float(history[-1, 1]), float(history[-1, 2])
-    if not np.isfinite(objective):
-        status = "diverged"
-    elif bool(is_solved(objective, gap, tol)):
-        status = "optimal"
-    else:
-        status = "max_iter"
     result = SolveResult(
         x=x,
         objective=objective,
         dual=objective - gap,
         gap=gap,
-        status=status,
+        status=_status(objective, gap, tol, budget_hit=True),  # stopped: budget or rounds
         iterations=iterations,
         seconds=time.perf_counter() - start,
         history={
