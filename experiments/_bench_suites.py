@@ -53,27 +53,18 @@ def run_epsilon(plan: Plan, store: Store, progress: bool = True) -> None:
     for row in tqdm(plan.epsilon, "epsilon", disable=not progress):
         spec = row.spec
         key = f"epsilon|{spec.label}|beta={spec.beta_ratio}"
-        solved = []
-        if row.plain:
-            solved.append(
-                _measure(
-                    store,
-                    f"{key}|fista",
-                    "epsilon",
-                    spec,
-                    lambda spec=spec: time_fista(build(spec)[0].problem, 1e-8, plan.max_iter),
-                )
-            )
-        if row.working_set:
-            solved.append(
-                _measure(
-                    store,
-                    f"{key}|fista/working_set",
-                    "epsilon",
-                    spec,
-                    lambda spec=spec: time_working_set(build(spec)[0], 1e-8, plan.max_iter),
-                )
-            )
+        timers = {
+            "fista": lambda spec=spec: time_fista(build(spec)[0].problem, 1e-8, plan.max_iter),
+            "fista/working_set": lambda spec=spec: time_working_set(
+                build(spec)[0], 1e-8, plan.max_iter
+            ),
+        }
+        runs = {"fista": row.plain, "fista/working_set": row.working_set}
+        solved = [
+            _measure(store, f"{key}|{method}", "epsilon", spec, timer)
+            for method, timer in timers.items()
+            if runs[method]
+        ]
         for solver in CVXPY if row.cvxpy else ():
             _measure(
                 store,
