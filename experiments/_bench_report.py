@@ -261,7 +261,8 @@ def _epsilon_section(data: dict) -> str:
     header += ["final rel. gap / subopt.", "note"]
     return (
         "## Time to relative gap epsilon\n\nFISTA: certified relative duality gap (FISTA WS: "
-        "working sets, ``convextx.working_set``, the gap of the FULL problem at each round); "
+        "working sets, ``convextx.working_set``, each round's gap bounds the FULL problem's "
+        "suboptimality and the last is the full problem's certificate); "
         "cold = warm + the first call's overhead (compilation); cvxpy: the "
         "certificate of its solution (a separate solve per epsilon, canonicalization included); "
         "Adam/SGD (full batch, best learning rate of the grid by final value): relative "

@@ -359,8 +359,9 @@ def solve_working_set(
     Returns a ``SolveResult`` (method "fista/working_set") whose objective, dual and gap are the
     full problem's (lipschitz: the last restricted problem's estimate, a lower bound for the
     full problem's). history holds one row per round: "iteration" (cumulative inner iterations),
-    "objective", "gap" (full certificate), "working_set" (groups in the restricted problem that
-    produced x), "screened" (groups certified zero so far), "inner_seconds" (cumulative seconds
+    "objective", "gap" (the round's certificate: the full problem's, or the screening
+    survivors', which bounds the same optimum; the last row's is the full problem's),
+    "working_set" (groups in the restricted problem that produced x), "screened" (groups certified zero so far), "inner_seconds" (cumulative seconds
     in the restricted FISTA solves; the rest is certificates and restrictions), "seconds" (wall
     time since the call began, at the round's certificate: time to each gap).
     """
