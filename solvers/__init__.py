@@ -5,17 +5,20 @@ penalty; ``solve`` returns a solution with a duality-gap certificate.
 
     prob = solvers.Problem(predict=f, shape=(n, d), loss=solvers.SquaredLoss(y),
                            penalty=solvers.GroupL2(beta, axis=-1))
-    res = solvers.solve(prob, method="fista", tol=1e-8)
+    res = solvers.solve(prob, method="fista", tol=1e-8)   # or "working_set", "cvxpy"
 """
 
-from solvers.certificate import Certificate, duality_gap, is_solved
-from solvers.cvxpy_backend import CVXPY_SOLVERS, SolverError, materialize
+from solvers import checks
+from solvers.certificate import STATUSES, Certificate, certify, duality_gap, is_solved, status
+from solvers.cvxpy_backend import CVXPY_SOLVERS, SolverError
 from solvers.fista import FISTA, FistaState
 from solvers.losses import LOSSES, LogisticLoss, Loss, SoftmaxCrossEntropy, SquaredLoss, make_loss
+from solvers.materialize import materialize
 from solvers.path import PathResult, beta_max, regularization_path
 from solvers.penalties import L1, GroupL2, NonNegative, Penalty, StochasticGauge
 from solvers.problem import Problem
-from solvers.solve import METHODS, SolveResult, solve
+from solvers.result import SolveResult
+from solvers.solve import METHODS, solve
 from solvers.support import active_groups, reduce_support
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "Loss",
     "NonNegative",
     "PathResult",
+    "STATUSES",
     "Penalty",
     "Problem",
     "SolveResult",
@@ -40,6 +44,8 @@ __all__ = [
     "StochasticGauge",
     "active_groups",
     "beta_max",
+    "certify",
+    "checks",
     "duality_gap",
     "is_solved",
     "make_loss",
@@ -47,4 +53,5 @@ __all__ = [
     "reduce_support",
     "regularization_path",
     "solve",
+    "status",
 ]

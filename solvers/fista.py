@@ -10,8 +10,18 @@ and the dual point of the certificate is built from the gradient already compute
 (any scaled gradient is dual feasible, see ``certificate.py``). The best dual value seen is kept,
 so the reported gap only tightens.
 
-``FISTA.update`` is one iteration on an explicit ``FistaState`` (step it by hand), ``FISTA.run``
-the jitted ``lax.while_loop`` to the end.
+**Scale.** The iterations run on the scaled variable ``z = s x`` with ``s`` an estimate of the
+operator norm |A| (power method): the map ``A' = A / s`` has norm about 1 and the penalty
+strength becomes ``beta / s`` (a gauge is positively homogeneous), so the objective, the
+predictions and the certificate are unchanged, while the step size ``1 / L'`` stays near
+``1 / L_loss`` whatever the scale of the data (1e-160 or 1e100), where ``1 / (L_loss |A|^2)``
+would under- or overflow. A zero map (|A v| = 0) keeps s = 1: its optimum is x = 0, which the
+first step reaches and certifies.
+
+``FISTA.init`` / ``FISTA.update`` are one state and one iteration (step by hand);
+``FISTA.advance`` runs the compiled ``lax.while_loop`` up to a given iteration, and
+``solve_fista`` drives it in chunks, timing each one (``SolveResult.timeline``) and showing
+progress in a terminal.
 """
 
 from __future__ import annotations
@@ -19,13 +29,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+import sys
+import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+from tqdm.auto import tqdm
 
-from solvers.certificate import dual_value, is_solved
+from solvers import checks
+from solvers.certificate import certify, dual_value, honest, is_solved, status
 from solvers.problem import Problem
+from solvers.result import SolveResult, usable_lipschitz
 
 Array = jax.Array
 
@@ -33,14 +50,21 @@ STEP_SIZES = ("power", "backtracking")
 HISTORY_LENGTH = 4096
 MAX_BACKTRACKS = 60
 GOLDEN_RATIO_FRACTION = 0.6180339887498949
+POWER_SAFETY = 1.02  # the power method estimates |A| from below
+FIRST_CHUNK = 16  # iterations of the first timed chunk; chunks double while they are fast
+CHUNK_SECONDS = 0.1  # a chunk taking longer than this stops doubling
+PROGRESS_DELAY = 2.0  # seconds before a terminal progress bar appears
 
 
 class FistaState(NamedTuple):
-    """x, pred_x: iterate and A x.  y, pred_y: extrapolated point and A y.  t: momentum.
-    lipschitz: current estimate of the gradient's Lipschitz constant (step = 1 / lipschitz).
+    """x, pred_x: iterate of the SCALED variable z = scale * x (module docstring) and A x.
+    y, pred_y: extrapolated point and A y.  t: momentum.  scale: s (> 0).
+    lipschitz: current estimate of the Lipschitz constant of the scaled problem's gradient
+      (step = 1 / lipschitz).
     primal: objective at x;  dual: best dual value so far;  gap = primal - dual.
     history: (HISTORY_LENGTH, 3) rows (iteration, primal, gap) recorded every ``stride``
       iterations (every iteration when max_iter <= HISTORY_LENGTH); NaN rows are unused.
+    backtracks: step-size trials so far.
     """
 
     x: Array
@@ -48,6 +72,7 @@ class FistaState(NamedTuple):
     y: Array
     pred_y: Array
     t: Array
+    scale: Array
     lipschitz: Array
     iteration: Array
     primal: Array
@@ -55,6 +80,16 @@ class FistaState(NamedTuple):
     gap: Array
     history: Array
     backtracks: Array
+
+    @property
+    def solution(self) -> Array:
+        """The iterate in the problem's own variable, ``x = z / scale``."""
+        return self.x / self.scale
+
+    @property
+    def problem_lipschitz(self) -> Array:
+        """The Lipschitz estimate in the problem's own units, ``lipschitz * scale**2``."""
+        return self.lipschitz * self.scale**2
 
 
 def _record(history: Array, iteration: Array, primal: Array, gap: Array, stride: Array) -> Array:
@@ -76,6 +111,44 @@ def _vdot(a: Array, b: Array) -> Array:
     return jnp.vdot(a.ravel(), b.ravel())
 
 
+def _norm(v: Array) -> Array:
+    """|v|_2 without under- or overflow of the squares (v normalized by its largest entry)."""
+    magnitude = jnp.max(jnp.abs(v))
+    safe = jnp.where(magnitude > 0, magnitude, 1.0)
+    return safe * jnp.linalg.norm(v / safe)
+
+
+def _safe_unit(v: Array) -> Array:
+    return v / jnp.maximum(_norm(v), jnp.finfo(v.dtype).tiny)
+
+
+def operator_norm(problem: Problem, iterations: int) -> Array:
+    """A lower estimate of the spectral norm |A| by ``iterations`` power steps on A^T A.
+
+    Every step normalizes both A v and A^T u, and |A|^2 is never formed, so the estimate
+    neither under- nor overflows for data of any representable scale; 0 for a zero map."""
+    v = _start_vector(problem.shape, problem.dtype)
+
+    def power_step(_, v):
+        return _safe_unit(problem.adjoint(_safe_unit(problem.predict(v))))
+
+    v = jax.lax.fori_loop(0, iterations, power_step, v)
+    return _norm(problem.predict(v))
+
+
+def _scaled_predict(predict: Partial, scale: Array, z: Array) -> Array:
+    return predict(z) / scale
+
+
+def rescaled(problem: Problem, scale: Array) -> Problem:
+    """The problem in the variable z = scale * x: map A / scale, penalty strength beta / scale
+    (same objective and certificate at corresponding points)."""
+    return problem._replace(
+        predict=Partial(_scaled_predict, problem.predict, scale),
+        penalty=problem.penalty.scaled(1.0 / scale),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class FISTA:
     """Accelerated proximal gradient for ``Problem``; stops when the gap certifies ``tol``.
@@ -89,8 +162,9 @@ class FISTA:
       factor, so the step grows back where the local curvature is below the global bound
       (Scheinberg, Goldfarb & Bai 2014, "Fast first-order methods for composite convex
       optimization with backtracking"); 1.0 gives monotone backtracking.
-    lipschitz: initial Lipschitz estimate (e.g. ``SolveResult.lipschitz`` of a related solve):
-      skips the power method; backtracking corrects an underestimate. None: estimate it.
+    lipschitz: initial Lipschitz estimate in the problem's units (e.g. ``SolveResult.lipschitz``
+      of a related solve): skips the power method and keeps the scale at 1; backtracking
+      corrects an underestimate. None: estimate it.
     """
 
     tol: float = 1e-8
@@ -102,57 +176,50 @@ class FISTA:
     lipschitz: float | None = None
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.tol, float | int) and self.tol > 0):
-            raise ValueError(f"tol must be a number > 0; got {self.tol!r}")
-        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
-            raise ValueError(f"max_iter must be an int >= 1; got {self.max_iter!r}")
-        if self.step_size not in STEP_SIZES:
-            raise ValueError(f"step_size must be one of {STEP_SIZES}; got {self.step_size!r}")
-        if not (isinstance(self.lipschitz_decay, float | int) and 0 < self.lipschitz_decay <= 1):
-            raise ValueError(f"lipschitz_decay must be in (0, 1]; got {self.lipschitz_decay!r}")
-        if self.lipschitz is not None and not (
-            isinstance(self.lipschitz, float | int) and 0 < self.lipschitz < float("inf")
-        ):
-            raise ValueError(
-                f"lipschitz must be None or a finite number > 0; got {self.lipschitz!r}"
-            )
+        object.__setattr__(self, "tol", checks.tolerance("tol", self.tol))
+        max_iter = checks.integer("max_iter", self.max_iter, 1, checks.INT32_MAX)
+        object.__setattr__(self, "max_iter", max_iter)
+        checks.choice("step_size", self.step_size, STEP_SIZES)
+        object.__setattr__(self, "restart", checks.boolean("restart", self.restart))
+        power = checks.integer("power_iterations", self.power_iterations, 1, 10_000)
+        object.__setattr__(self, "power_iterations", power)
+        decay = checks.real("lipschitz_decay", self.lipschitz_decay, 0.0, 1.0, low_open=True)
+        object.__setattr__(self, "lipschitz_decay", decay)
+        if self.lipschitz is not None:
+            object.__setattr__(self, "lipschitz", checks.positive("lipschitz", self.lipschitz))
 
-    def lipschitz_estimate(self, problem: Problem) -> Array:
-        """Estimate of the Lipschitz constant of x -> A^T grad L(A x)."""
-        v = _start_vector(problem.shape, problem.dtype)
-        iterations = self.power_iterations if self.step_size == "power" else 1
-
-        def power_step(_, v):
-            w = problem.adjoint(problem.predict(v))
-            return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(w.dtype).tiny)
-
-        v = jax.lax.fori_loop(0, iterations, power_step, v)
-        squared_norm = jnp.linalg.norm(problem.predict(v)) ** 2
-        safety = 1.02 if self.step_size == "power" else 1.0
-        lipschitz = safety * problem.loss.lipschitz() * squared_norm
-        return jnp.maximum(lipschitz, jnp.finfo(problem.dtype).tiny)
+    def _scale_and_lipschitz(self, problem: Problem, lipschitz: Array | None):
+        """(s, L') of the module docstring: from a given estimate, or by the power method."""
+        if lipschitz is not None:
+            return jnp.ones((), problem.dtype), lipschitz
+        loss_lipschitz = jnp.asarray(problem.loss.lipschitz(), problem.dtype)
+        power = self.step_size == "power"
+        norm = operator_norm(problem, self.power_iterations if power else 1)
+        scale = jnp.where(norm > 0, norm, 1.0)  # zero map: any step is exact
+        safety = POWER_SAFETY if power else 1.0
+        return scale, safety * loss_lipschitz
 
     def init(self, problem: Problem, x0: Array, lipschitz: Array | None = None) -> FistaState:
-        """The state at x0.  lipschitz: initial Lipschitz estimate (may be traced); None takes
-        the ``lipschitz`` option, and when that is None too runs ``lipschitz_estimate`` (so the
-        power method is compiled only into solvers that need it)."""
-        if lipschitz is None:
-            lipschitz = self.lipschitz
-        if lipschitz is None:
-            lipschitz = self.lipschitz_estimate(problem)
-        lipschitz = jnp.asarray(lipschitz, problem.dtype)
-        pred = problem.predict(x0)
-        primal = problem.objective(x0)
+        """The state at x0 (in the problem's own variable).  lipschitz: initial Lipschitz
+        estimate in the problem's units (may be traced); None takes the ``lipschitz`` option,
+        and when that is None too runs the power method (so it is compiled only into solvers
+        that need it)."""
+        if lipschitz is None and self.lipschitz is not None:
+            lipschitz = jnp.asarray(self.lipschitz, problem.dtype)
+        scale, step_lipschitz = self._scale_and_lipschitz(problem, lipschitz)
         dtype = problem.dtype
+        z0 = scale * x0
+        pred = problem.predict(x0)
         return FistaState(
-            x=x0,
+            x=z0,
             pred_x=pred,
-            y=x0,
+            y=z0,
             pred_y=pred,
             t=jnp.ones((), dtype),
-            lipschitz=lipschitz,
+            scale=scale,
+            lipschitz=step_lipschitz,
             iteration=jnp.zeros((), jnp.int32),
-            primal=primal,
+            primal=problem.objective(x0),
             dual=jnp.array(-jnp.inf, dtype),
             gap=jnp.array(jnp.inf, dtype),
             history=jnp.full((HISTORY_LENGTH, 3), jnp.nan, dtype),
@@ -162,8 +229,10 @@ class FISTA:
     def update(self, problem: Problem, state: FistaState, stride: Array = 1) -> FistaState:
         """One proximal-gradient step from the extrapolated point, then momentum or restart.
 
+        problem: the problem in its own variable (the state carries the scale).
         stride: record (iteration, primal, gap) in the history every ``stride`` iterations.
         """
+        problem = rescaled(problem, state.scale)
         loss, penalty = problem.loss, problem.penalty
         loss_grad = loss.grad(state.pred_y)
         grad = problem.adjoint(loss_grad)
@@ -203,7 +272,7 @@ class FISTA:
             t_next = jnp.where(restart, 1.0, t_next)
 
         gap = primal - dual
-        return FistaState(
+        return state._replace(
             x=x_new,
             pred_x=pred_new,
             y=x_new + momentum * (x_new - state.x),
@@ -218,13 +287,31 @@ class FISTA:
             backtracks=state.backtracks + count,
         )
 
-    def should_continue(self, state: FistaState, tol: Array, max_iter: Array) -> Array:
+    def should_continue(self, state: FistaState, tol: Array, stop: Array) -> Array:
         solved = is_solved(state.primal, state.gap, tol)
-        return (state.iteration < max_iter) & ~solved & jnp.isfinite(state.primal)
+        return (state.iteration < stop) & ~solved & jnp.isfinite(state.primal)
+
+    def start(self, problem: Problem, x0: Array) -> FistaState:
+        """The compiled ``init`` at x0 (tol and max_iter play no part in it)."""
+        arrays, structure = _split(problem)
+        static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
+        lipschitz = None if self.lipschitz is None else jnp.asarray(self.lipschitz, problem.dtype)
+        return _init_jit(static, structure, arrays, jnp.asarray(x0, problem.dtype), lipschitz)
+
+    def advance(self, problem: Problem, state: FistaState, stop: int) -> FistaState:
+        """The compiled loop from ``state`` until iteration ``stop`` (at most ``max_iter``),
+        a certified ``tol`` or a non-finite objective."""
+        arrays, structure = _split(problem)
+        # tol, stop and the history stride are traced, so changing them does not recompile.
+        static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
+        stop = jnp.asarray(min(stop, self.max_iter), jnp.int32)
+        stride = jnp.asarray(max(1, -(-self.max_iter // HISTORY_LENGTH)), jnp.int32)
+        tol = jnp.asarray(self.tol, problem.dtype)
+        return _advance_jit(static, structure, arrays, state, tol, stop, stride)
 
     def run(self, problem: Problem, x0: Array) -> FistaState:
         """Iterate from ``x0`` until the gap certifies ``tol`` or ``max_iter`` is reached."""
-        return _run(self, problem, jnp.asarray(x0, problem.dtype))
+        return self.advance(problem, self.start(problem, x0), self.max_iter)
 
 
 def _split(tree):
@@ -245,31 +332,108 @@ def _merge(arrays, structure):
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def _run(solver: FISTA, problem: Problem, x0: Array) -> FistaState:
-    arrays, structure = _split(problem)
-    # tol, max_iter and the initial Lipschitz estimate are traced, so changing them does not
-    # recompile; whether an estimate is given (None: power method) selects the compiled variant.
-    static = dataclasses.replace(solver, tol=1.0, max_iter=1, lipschitz=None)
-    lipschitz = None if solver.lipschitz is None else jnp.asarray(solver.lipschitz, problem.dtype)
-    tol = jnp.asarray(solver.tol, problem.dtype)
-    max_iter = jnp.asarray(solver.max_iter, jnp.int32)
-    return _run_jit(static, structure, arrays, x0, tol, max_iter, lipschitz)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_jit(solver: FISTA, structure, arrays, x0: Array, lipschitz: Array | None) -> FistaState:
+    return solver.init(_merge(arrays, structure), x0, lipschitz)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _run_jit(
-    solver: FISTA,
-    structure,
-    arrays,
-    x0: Array,
-    tol: Array,
-    max_iter: Array,
-    lipschitz: Array | None,
+def _advance_jit(
+    solver: FISTA, structure, arrays, state: FistaState, tol: Array, stop: Array, stride: Array
 ) -> FistaState:
     problem = _merge(arrays, structure)
-    stride = jnp.maximum(1, -(-max_iter // HISTORY_LENGTH))
     return jax.lax.while_loop(
-        lambda state: solver.should_continue(state, tol, max_iter),
-        lambda state: solver.update(problem, state, stride),
-        solver.init(problem, x0, lipschitz),
+        lambda s: solver.should_continue(s, tol, stop),
+        lambda s: solver.update(problem, s, stride),
+        state,
+    )
+
+
+def _history(state: FistaState) -> dict[str, np.ndarray]:
+    rows = np.asarray(state.history)
+    rows = rows[~np.isnan(rows[:, 0])]
+    return {"iteration": rows[:, 0].astype(int), "objective": rows[:, 1], "gap": rows[:, 2]}
+
+
+def _progress_bar(max_iter: int, progress: bool | None) -> tqdm:
+    """A bar over iterations: shown when ``progress`` is True, or (None) when stderr is a
+    terminal and the solve outlasts ``PROGRESS_DELAY`` seconds; never escape codes in a log."""
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    return tqdm(
+        total=max_iter,
+        desc="fista",
+        unit="it",
+        disable=not show,
+        delay=PROGRESS_DELAY if progress is None else 0.0,
+        leave=False,
+    )
+
+
+def solve_fista(
+    problem: Problem,
+    *,
+    tol: float,
+    max_iter: int,
+    x0: Array,
+    time_limit: float | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> SolveResult:
+    """FISTA from ``x0`` to a certified ``tol``, in timed compiled chunks (``FISTA`` options:
+    step_size, restart, power_iterations, lipschitz_decay, lipschitz).
+
+    time_limit: seconds of iterations (setup excluded) after which the solve stops at the end
+      of the current chunk with status "time_limit".
+    """
+    solver = FISTA(tol=tol, max_iter=max_iter, **options)
+    start = time.perf_counter()
+    state = solver.start(problem, x0)
+    state = jax.block_until_ready(solver.advance(problem, state, 0))  # compiles the loop
+    began = time.perf_counter()
+    rows, chunk, limit = [], FIRST_CHUNK, None
+    with _progress_bar(max_iter, progress) as bar:
+        while bool(solver.should_continue(state, solver.tol, max_iter)):
+            tic = time.perf_counter()
+            state = jax.block_until_ready(
+                solver.advance(problem, state, int(state.iteration) + chunk)
+            )
+            now = time.perf_counter()
+            k, primal, gap = int(state.iteration), float(state.primal), float(state.gap)
+            rows.append((k, primal, gap, now - began))
+            bar.update(k - bar.n)
+            bar.set_postfix(objective=f"{primal:.6g}", gap=f"{gap:.2g}")
+            if now - tic < CHUNK_SECONDS:
+                chunk *= 2
+            if time_limit is not None and now - began > time_limit:
+                limit = "time_limit"
+                break
+    k = int(state.iteration)
+    limit = limit or ("max_iter" if k >= max_iter else None)
+    x = state.solution
+    if problem.dtype == jnp.float64:
+        cert = honest(float(state.primal), float(state.dual))
+    else:  # a narrower dtype's sums cannot certify tol: re-certify in float64
+        cert = certify(problem, x)
+    timeline = np.array(rows, dtype=float).reshape(-1, 4)
+    lipschitz = float(state.lipschitz) * float(state.scale) ** 2
+    usable = usable_lipschitz(lipschitz, problem.dtype)
+    return SolveResult(
+        x=x,
+        objective=cert.primal,
+        dual=cert.dual,
+        gap=cert.gap,
+        status=status(cert.primal, cert.gap, solver.tol, limit),
+        iterations=k,
+        seconds=time.perf_counter() - start,
+        history=_history(state),
+        method="fista",
+        tol=solver.tol,
+        lipschitz=usable,
+        setup_seconds=began - start,
+        timeline={
+            "iteration": timeline[:, 0].astype(int),
+            "objective": timeline[:, 1],
+            "gap": timeline[:, 2],
+            "seconds": timeline[:, 3],
+        },
     )

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
+from solvers import checks
 from solvers._pytree import pytree_dataclass
 
 Array = jax.Array
@@ -35,15 +36,7 @@ def _check_finite(name: str, value: np.ndarray) -> None:
 
 
 def _as_weights(weights: Any, n: int) -> np.ndarray | None:
-    if weights is None:
-        return None
-    w = np.asarray(weights, dtype=float)
-    if w.shape != (n,):
-        raise ValueError(f"weights must have shape ({n},) (one per sample); got {w.shape}")
-    _check_finite("weights", w)
-    if np.any(w <= 0):
-        raise ValueError("weights must be > 0; drop a sample instead of giving it weight 0")
-    return w
+    return checks.sample_weights(weights, n, "weights")
 
 
 def _per_sample(values: Array, weights: Array | None) -> Array:
@@ -91,6 +84,14 @@ class Loss:
     def num_samples(self) -> int:
         return int(np.shape(self.y)[0])
 
+    @classmethod
+    def trusted(cls, y: Any, weights: Any = None) -> Loss:
+        """The loss of targets the caller has validated, without re-checking them."""
+        loss = object.__new__(cls)
+        object.__setattr__(loss, "y", y)
+        object.__setattr__(loss, "weights", None if weights is None else np.asarray(weights))
+        return loss
+
 
 _pytree = pytree_dataclass(["y", "weights"])
 
@@ -104,7 +105,7 @@ class SquaredLoss(Loss):
     smoothness = 1.0
 
     def __post_init__(self) -> None:
-        y = np.asarray(self.y)
+        y = checks.as_array("y", self.y)
         if y.ndim == 0 or y.shape[0] == 0:
             raise ValueError(f"y must have a leading sample axis with N >= 1; got shape {y.shape}")
         if not np.issubdtype(y.dtype, np.number):
@@ -242,8 +243,15 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def make_loss(name: str, y: Any, weights: Any = None) -> Loss:
-    """The loss called ``name`` ("squared" | "logistic" | "cross_entropy") for targets ``y``."""
+def make_loss(name: str, y: Any, weights: Any = None, check: bool = True) -> Loss:
+    """The loss called ``name`` ("squared" | "logistic" | "cross_entropy") for targets ``y``.
+
+    check: validate y and weights (the constructor's checks). False is for callers that built
+    them valid (scikit-learn's ``check_input=False``): y must then already have the loss's
+    dtype (floats; integer labels for cross-entropy) and weights be (N,) floats > 0 or None.
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
-    return LOSSES[name](y, weights)
+    if check:
+        return LOSSES[name](y, weights)
+    return LOSSES[name].trusted(y, weights)

@@ -8,8 +8,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from solvers import checks
 from solvers.problem import Problem
-from solvers.solve import SolveResult, solve
+from solvers.result import SolveResult
+from solvers.solve import WARM_STARTS, solve
 
 # Default grids start a hair above beta_max so that rounding cannot activate a group there.
 BETA_MAX_MARGIN = 1.0 + 1e-9
@@ -23,7 +25,11 @@ def beta_max(problem: Problem) -> float:
     """
     zero = problem.zeros()
     grad = problem.adjoint(problem.loss.grad(problem.predict(zero)))
-    return float(problem.penalty.dual_norm(-grad))
+    # Homogeneous in grad: normalize first, so that norms of data at any scale (1e-160) neither
+    # under- nor overflow when squared.
+    magnitude = jnp.max(jnp.abs(grad))
+    unit = grad / jnp.where(magnitude > 0, magnitude, 1.0)
+    return float(problem.penalty.dual_norm(-unit)) * float(magnitude)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +56,15 @@ def regularization_path(
     method: str = "fista",
     **solve_options: Any,
 ) -> PathResult:
-    """Solve ``problem`` for each beta, largest first, warm-starting each solve from the last.
+    """Solve ``problem`` for each beta, largest first, warm-starting each solve from the last
+    solution and its step size (``SolveResult.lipschitz``; methods "fista" and "working_set").
 
     betas: explicit values (sorted decreasing before solving), or None for ``num`` values
       log-spaced from beta_max (times BETA_MAX_MARGIN) down to ``min_ratio * beta_max``.
     """
     if betas is None:
-        if not (isinstance(num, int) and num >= 1):
-            raise ValueError(f"num must be an int >= 1; got {num!r}")
-        if not 0 < min_ratio < 1:
-            raise ValueError(f"min_ratio must be in (0, 1); got {min_ratio!r}")
+        num = checks.integer("num", num, 1)
+        min_ratio = checks.tolerance("min_ratio", min_ratio)
         top = beta_max(problem)
         if top <= 0:
             raise ValueError(
@@ -69,9 +74,12 @@ def regularization_path(
     betas = np.sort(np.asarray(betas, dtype=float).ravel())[::-1]
     if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0):
         raise ValueError(f"betas must be finite and > 0; got {betas}")
-    results, x = [], None
+    warm = method in WARM_STARTS
+    results, x, lipschitz = [], None, solve_options.pop("lipschitz", None)
     for beta in betas:
-        result = solve(problem.with_beta(beta), method=method, x0=x, **solve_options)
+        options = solve_options if lipschitz is None else {**solve_options, "lipschitz": lipschitz}
+        result = solve(problem.with_beta(beta), method=method, x0=x, **options)
         results.append(result)
-        x = jnp.asarray(result.x) if method == "fista" else None
+        if warm:  # the next solve starts from this solution and this step size
+            x, lipschitz = jnp.asarray(result.x), result.lipschitz
     return PathResult(betas=betas, results=results)

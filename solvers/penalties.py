@@ -25,16 +25,18 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from solvers import checks
 from solvers._pytree import pytree_dataclass
 
 Array = jax.Array
 
 
 def _check_beta(beta: Any) -> np.ndarray:
-    b = np.asarray(beta, dtype=float)
-    if b.shape != () or not np.isfinite(b) or b <= 0:
-        raise ValueError(f"beta must be a finite scalar > 0; got {beta!r}")
-    return b
+    """beta as a 0-d float array (an array leaf: solves along a path of betas share one
+    compilation); a real number > 0 (Python, numpy, or a 0-d real array)."""
+    if getattr(beta, "shape", None) == () and np.issubdtype(np.asarray(beta).dtype, np.number):
+        beta = np.asarray(beta).item()
+    return np.asarray(checks.positive("beta", beta), dtype=float)
 
 
 class Penalty:
@@ -67,6 +69,17 @@ class Penalty:
 
     def with_beta(self, beta: Any) -> Penalty:
         raise NotImplementedError
+
+    def project(self, v: Array) -> Array:
+        """The Euclidean projection of v onto the penalty's domain (``prox`` with step 0):
+        e.g. v >= 0 for a nonnegative norm, the equal-row-sum cone of ``StochasticGauge``."""
+        return self.prox(v, jnp.zeros((), v.dtype))
+
+    def scaled(self, factor: Any) -> Penalty:
+        """The same penalty with strength ``beta * factor``, for a traced ``factor`` too (no
+        validation: every penalty's only array leaf is beta)."""
+        treedef = jax.tree_util.tree_structure(self)
+        return jax.tree_util.tree_unflatten(treedef, [self.beta * factor])
 
     def nonnegative(self) -> Penalty:
         raise TypeError(f"{type(self).__name__} cannot be combined with a NonNegative constraint")

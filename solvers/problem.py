@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from solvers import checks
 from solvers._pytree import pytree_dataclass
 from solvers.losses import Loss
 from solvers.penalties import NonNegative, Penalty
@@ -24,8 +25,30 @@ from solvers.penalties import NonNegative, Penalty
 Array = jax.Array
 
 
+DTYPES = ("float32", "float64")
+
+
 def default_dtype() -> Any:
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def solve_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` (None: ``default_dtype()``) as a numpy dtype, if it is float32 or float64."""
+    try:
+        resolved = jnp.dtype(default_dtype() if dtype is None else dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be one of {DTYPES}; got {dtype!r}") from None
+    if resolved.name not in DTYPES:
+        raise TypeError(
+            f"dtype must be one of {DTYPES}; got {resolved.name} (half precision rounds at "
+            "about 1e-3, too coarse to certify a duality gap)"
+        )
+    if resolved == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype float64 needs JAX's 64-bit mode: call jax.config.update('jax_enable_x64', "
+            "True) first, or solve inside `with jax.enable_x64(True):`"
+        )
+    return resolved
 
 
 def _cast_floating(tree: Any, dtype: Any) -> Any:
@@ -50,8 +73,11 @@ class Problem:
     predict: linear map x -> predictions whose shape the loss accepts (e.g. (N,) or (N, c)).
     shape: shape of the variable x.   loss: a ``solvers.Loss``.   penalty: a ``solvers.Penalty``.
     constraint: ``solvers.NonNegative()`` or None; folded into the penalty (its prox stays exact).
-    dtype: float dtype of the solve (default float64 if jax x64 is enabled, else float32); the
-      floating data in predict (a Partial's arrays), the loss and the penalty are cast to it.
+    dtype: float32 or float64, the dtype of the iterations (default float64 if jax x64 is
+      enabled, else float32); the floating data in predict (a Partial's arrays), the loss and
+      the penalty are cast to it. Half precision is refused: its rounding (about 1e-3) is far
+      above any tolerance worth certifying. Whatever the dtype, the certificate a solve
+      reports is computed in float64 (``solvers.certificate.certify``).
     check_linear: verify on random points that predict is linear and finite (cheap: 3 calls).
     """
 
@@ -68,12 +94,12 @@ class Problem:
             raise TypeError(
                 f"predict must be a callable x -> predictions; got {type(self.predict)}"
             )
-        shape = self.shape
-        if isinstance(shape, int | np.integer):
-            shape = (int(shape),)
-        if not all(isinstance(s, int | np.integer) and s > 0 for s in shape):
-            raise ValueError(f"shape must be a tuple of positive ints; got {self.shape!r}")
-        object.__setattr__(self, "shape", tuple(int(s) for s in shape))
+        shape = (self.shape,) if isinstance(self.shape, int | np.integer) else self.shape
+        if not isinstance(shape, tuple | list) or not shape:
+            raise TypeError(f"shape must be a non-empty tuple of ints; got {self.shape!r}")
+        object.__setattr__(
+            self, "shape", tuple(checks.integer("shape entry", s, minimum=1) for s in shape)
+        )
         if not isinstance(self.loss, Loss):
             raise TypeError(f"loss must be a solvers loss (e.g. SquaredLoss(y)); got {self.loss!r}")
         if not isinstance(self.penalty, Penalty):
@@ -87,10 +113,7 @@ class Problem:
                 )
             object.__setattr__(self, "penalty", self.constraint.apply(self.penalty))
             object.__setattr__(self, "constraint", None)
-        dtype = default_dtype() if self.dtype is None else jnp.dtype(self.dtype)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"dtype must be a float dtype; got {dtype}")
-        object.__setattr__(self, "dtype", jnp.dtype(dtype))
+        object.__setattr__(self, "dtype", solve_dtype(self.dtype))
         for name in ("predict", "loss", "penalty"):
             object.__setattr__(self, name, _cast_floating(getattr(self, name), self.dtype))
         self.penalty.check_shape(self.shape)
@@ -143,4 +166,20 @@ class Problem:
 
     def with_beta(self, beta: Any) -> Problem:
         """The same problem with penalty strength ``beta`` (same compiled solver)."""
-        return dataclasses.replace(self, penalty=self.penalty.with_beta(beta), check_linear=False)
+        return self._replace(penalty=self.penalty.with_beta(beta))
+
+    def astype(self, dtype: Any) -> Problem:
+        """The same problem with its floating data cast to ``dtype`` (float32 or float64)."""
+        dtype = solve_dtype(dtype)
+        cast = {name: _cast_floating(getattr(self, name), dtype) for name in _DATA_FIELDS}
+        return self._replace(dtype=dtype, **cast)
+
+    def _replace(self, **changes: Any) -> Problem:
+        """A copy with ``changes``, without re-validation (for changes that keep it valid)."""
+        new = object.__new__(Problem)
+        for field in dataclasses.fields(self):
+            object.__setattr__(new, field.name, changes.get(field.name, getattr(self, field.name)))
+        return new
+
+
+_DATA_FIELDS = ("predict", "loss", "penalty")

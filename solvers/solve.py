@@ -1,150 +1,52 @@
-"""``solve(problem, method=...)``: one entry point, one certified result type."""
+"""``solve(problem, method=...)``: one entry point, one registry of methods, one result type.
+
+=============  =====================================================================  =========
+method         what                                                                   options
+=============  =====================================================================  =========
+"fista"        accelerated proximal gradient in JAX, any device (``solvers.fista``)   step_size, restart, power_iterations,
+                                                                                      lipschitz_decay, lipschitz, time_limit,
+                                                                                      progress
+"working_set"  FISTA on growing working sets of groups, gap-safe screening            restrict, operator_norms, initial_size,
+               (``solvers.working_set``; GroupL2 / L1 penalties)                      max_outer, check_restriction, FISTA's
+"cvxpy"        interior point on the dense problem (``solvers.cvxpy_backend``)         solver ("CLARABEL" | "SCS"), matrix
+=============  =====================================================================  =========
+
+Every method returns a ``SolveResult`` certified by the same duality gap, and its status follows
+one rule (``solvers.certificate.status``).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from solvers.certificate import duality_gap, is_solved
+from solvers import checks
 from solvers.cvxpy_backend import CVXPY_SOLVERS, solve_cvxpy
-from solvers.fista import FISTA
+from solvers.fista import solve_fista
 from solvers.problem import Problem
+from solvers.result import SolveResult
+from solvers.working_set import solve_working_set
 
-METHODS = ("fista", "cvxpy")
-STATUSES = ("optimal", "max_iter", "inaccurate", "diverged")
-
-
-@dataclasses.dataclass(frozen=True)
-class SolveResult:
-    """A solution with its certificate.
-
-    x: solution (problem.shape).   objective: primal value at x.   dual: a certified lower bound.
-    gap: objective - dual >= 0, an upper bound on the suboptimality of x.
-    status: "optimal" (gap <= tol * max(1, |objective|)), "max_iter" (budget exhausted, gap
-      reported), "inaccurate" (an external solver stopped without the certificate reaching
-      tol), or "diverged" (non-finite objective).
-    iterations: iterations used.   seconds: wall time including compilation.
-    history: {"iteration", "objective", "gap"} arrays: per iteration, or every
-      ceil(max_iter / 4096) iterations for long runs (FISTA); the final values (cvxpy).
-    method: "fista" or "cvxpy/<SOLVER>".   tol: the requested tolerance.
-    lipschitz: FISTA's final Lipschitz estimate (1 / step size); pass it as the ``lipschitz``
-      option of a related solve (next beta, larger working set) to skip the power method.
-      None for cvxpy.
-    """
-
-    x: jax.Array
-    objective: float
-    dual: float
-    gap: float
-    status: str
-    iterations: int
-    seconds: float
-    history: dict[str, np.ndarray]
-    method: str
-    tol: float
-    lipschitz: float | None = None
-
-    @property
-    def relative_gap(self) -> float:
-        return self.gap / max(1.0, abs(self.objective))
-
-    @property
-    def optimal(self) -> bool:
-        return self.status == "optimal"
-
-    def __repr__(self) -> str:
-        return (
-            f"SolveResult(status={self.status!r}, objective={self.objective:.10g}, "
-            f"gap={self.gap:.3g}, iterations={self.iterations}, seconds={self.seconds:.3g}, "
-            f"method={self.method!r})"
-        )
+Method = Callable[..., SolveResult]
+METHODS: dict[str, Method] = {
+    "fista": solve_fista,
+    "working_set": solve_working_set,
+    "cvxpy": solve_cvxpy,
+}
+WARM_STARTS = ("fista", "working_set")  # the methods that take an x0
 
 
-def _check_x0(problem: Problem, x0: Any) -> jax.Array:
+def check_x0(problem: Problem, x0: Any) -> jax.Array:
+    """x0 (None: zeros) as a finite array of the problem's shape and dtype."""
     if x0 is None:
         return problem.zeros()
-    x0 = jnp.asarray(x0, problem.dtype)
+    x0 = jnp.asarray(checks.real_array("x0", x0), problem.dtype)
     if x0.shape != problem.shape:
         raise ValueError(f"x0 must have the problem shape {problem.shape}; got {x0.shape}")
-    if not bool(_all_finite(x0)):
-        raise ValueError("x0 contains NaN or inf")
     return x0
-
-
-@jax.jit
-def _all_finite(x: jax.Array) -> jax.Array:
-    return jnp.all(jnp.isfinite(x))  # one compiled check per shape (eager: one per primitive)
-
-
-def _status(objective: float, gap: float, tol: float, budget_hit: bool) -> str:
-    if not np.isfinite(objective):
-        return "diverged"
-    if bool(is_solved(objective, gap, tol)):
-        return "optimal"
-    return "max_iter" if budget_hit else "inaccurate"
-
-
-def _solve_fista(problem, x0, tol, max_iter, verbose, options) -> SolveResult:
-    solver = FISTA(tol=tol, max_iter=max_iter, **options)
-    start = time.perf_counter()
-    state = jax.block_until_ready(solver.run(problem, x0))
-    seconds = time.perf_counter() - start
-    k = int(state.iteration)
-    history = np.asarray(state.history)
-    history = history[~np.isnan(history[:, 0])]
-    objective, gap = float(state.primal), float(state.gap)
-    return SolveResult(
-        x=state.x,
-        objective=objective,
-        dual=float(state.dual),
-        gap=gap,
-        status=_status(objective, gap, tol, budget_hit=k >= max_iter),
-        iterations=k,
-        seconds=seconds,
-        history={
-            "iteration": history[:, 0].astype(int),
-            "objective": history[:, 1],
-            "gap": history[:, 2],
-        },
-        method="fista",
-        tol=tol,
-        lipschitz=float(state.lipschitz),
-    )
-
-
-def _solve_cvxpy(problem, tol, max_iter, verbose, options) -> SolveResult:
-    solver = options.pop("solver", "CLARABEL")
-    if options:
-        raise TypeError(f"unexpected options for method='cvxpy': {sorted(options)}")
-    start = time.perf_counter()
-    x, cvx_status, iterations = solve_cvxpy(problem, tol, max_iter, solver, verbose)
-    certificate = duality_gap(problem, jnp.asarray(x, problem.dtype))
-    seconds = time.perf_counter() - start
-    objective, gap = float(certificate.primal), float(certificate.gap)
-    status = _status(objective, gap, tol, budget_hit=False)
-    if cvx_status != "optimal" and status == "optimal":
-        status = "inaccurate"
-    return SolveResult(
-        x=jnp.asarray(x, problem.dtype),
-        objective=objective,
-        dual=float(certificate.dual),
-        gap=gap,
-        status=status,
-        iterations=int(iterations or 0),
-        seconds=seconds,
-        history={
-            "iteration": np.array([int(iterations or 0)]),
-            "objective": np.array([objective]),
-            "gap": np.array([gap]),
-        },
-        method=f"cvxpy/{solver.upper()}",
-        tol=tol,
-    )
 
 
 def solve(
@@ -156,28 +58,24 @@ def solve(
     verbose: bool = False,
     **options: Any,
 ) -> SolveResult:
-    """Solve ``problem`` to a certified relative duality gap ``tol``.
+    """Solve ``problem`` to a certified relative duality gap ``tol`` (a finite real in (0, 1)).
 
-    method: "fista" (JAX, any device; options: step_size, restart, power_iterations,
-      lipschitz_decay, lipschitz) or "cvxpy" (exact interior point on the materialized problem;
-      option solver in ("CLARABEL", "SCS")).
-    x0: warm start (FISTA only; ignored by cvxpy).   verbose: print a one-line summary.
+    method: a name in ``METHODS`` (module table; options go to it).
+    max_iter: iteration budget, an int in [1, 2**31 - 1].
+    x0: warm start (methods "fista" and "working_set").   verbose: print a one-line summary.
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a solvers.Problem; got {type(problem).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if not (isinstance(tol, float | int) and tol > 0):
-        raise ValueError(f"tol must be a number > 0; got {tol!r}")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
-    if method == "fista":
-        result = _solve_fista(problem, _check_x0(problem, x0), tol, max_iter, verbose, options)
-    else:
-        result = _solve_cvxpy(problem, tol, max_iter, verbose, dict(options))
+    checks.choice("method", method, METHODS)
+    tol = checks.tolerance("tol", tol)
+    max_iter = checks.integer("max_iter", max_iter, 1, checks.INT32_MAX)
+    checks.boolean("verbose", verbose)
+    if method in WARM_STARTS:
+        x0 = check_x0(problem, x0)
+    result = METHODS[method](problem, tol=tol, max_iter=max_iter, x0=x0, **options)
     if verbose:
         print(result)
     return result
 
 
-__all__ = ["solve", "SolveResult", "METHODS", "STATUSES", "CVXPY_SOLVERS"]
+__all__ = ["CVXPY_SOLVERS", "METHODS", "SolveResult", "check_x0", "solve"]
