@@ -1,4 +1,5 @@
-"""Checks at the public entry points: clear errors naming the argument, no silent coercion."""
+"""Checks of convextx's own inputs (X, y, beta) at the public entry points, on top of the
+shared ``solvers.checks``: clear errors naming the argument, no silent coercion."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from solvers import checks
+
 
 def check_X(X: Any, name: str = "X") -> np.ndarray:
-    """X as a float array (N, n, d) with N, n, d >= 1 and finite entries."""
-    arr = np.asarray(X)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+    """X as a real float array (N, n, d) with N, n, d >= 1 and finite entries (integers are
+    converted to float64; booleans, complex numbers and ragged lists are refused)."""
+    arr = checks.as_array(name, X, " (N, n, d)")
+    if not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name} must be a numeric array (N, n, d); got dtype {arr.dtype}")
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(
@@ -23,24 +27,26 @@ def check_X(X: Any, name: str = "X") -> np.ndarray:
     return arr
 
 
-def check_beta(beta: Any) -> float:
+def check_y(y: Any, name: str = "y") -> np.ndarray:
+    """y as an array: labels (integers, booleans, strings) or finite real values; complex
+    numbers, objects and ragged lists are refused, and so is NaN (as a value or as a label)."""
     try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise TypeError(f"beta must be a number > 0; got {beta!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
-    return value
+        arr = np.asarray(y)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array; got a ragged sequence") from None
+    if arr.dtype == object or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real values or labels; got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have a leading sample axis; got a scalar")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf (not a value, nor a class label)")
+    return arr
+
+
+def check_beta(beta: Any) -> float:
+    """beta as a float: a real number > 0 (not a bool)."""
+    return checks.positive("beta", beta)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {choices}")
-    return value
-
-
-def check_samples(X: np.ndarray, y: np.ndarray, name: str = "y") -> None:
-    if y.ndim == 0 or y.shape[0] != X.shape[0]:
-        raise ValueError(
-            f"{name} must have one entry per sample ({X.shape[0]}); got shape {y.shape}"
-        )
+    return checks.choice(name, value, choices)

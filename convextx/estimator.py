@@ -1,14 +1,19 @@
 """``ConvexAttention``: a scikit-learn estimator trained by a certified convex solve.
 
-``fit`` builds the convex program (P1-P4) of ``kind``, solves it to a certified duality gap,
-and recovers the equivalent nonconvex attention heads (one-hot attention per head). The model
-class is the simplex-attention network of eq. 4/8/11/13/30: an input-independent,
-row-stochastic token mixer, NOT softmax attention (MATH.md section 1).
+``fit`` builds the convex program of the family ``kind`` (``convextx.families``), solves it to
+a certified duality gap, and recovers the equivalent nonconvex network (for the paper's
+families: simplex-attention heads, one-hot attention per head). The paper's model class is an
+input-independent, row-stochastic token mixer, NOT softmax attention.
+
+Fitting is atomic: ``fit`` validates its inputs once, computes everything into locals and
+sets the fitted attributes only when it succeeds, so a failed fit leaves an earlier fitted
+state whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from typing import Any
 
@@ -17,16 +22,19 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
+from sklearn.utils import ClassifierTags, RegressorTags
+from sklearn.utils.validation import check_is_fitted
 
 import solvers
-from convextx._validation import check_beta, check_choice, check_X
-from convextx.programs import KINDS, LOSSES, ConvexProgram, convex_program
+from convextx import families
+from convextx._validation import check_X, check_y
+from convextx.families.base import CLASSIFICATION_LOSSES, LOSSES
+from convextx.programs import METHODS, ConvexProgram, build
 from convextx.recovery import recover_heads
-from convextx.working_set import KINDS as WORKING_SET_KINDS
+from solvers import checks
 
-SOLVERS = ("fista", "cvxpy")
-CLASSIFICATION_LOSSES = ("logistic", "cross_entropy")
-NEGLIGIBLE_GROUP = 1e-9  # interior-point solutions: groups this small (relative) count as zero
+SOLVERS = METHODS
+DTYPES = ("float64", "float32")
 
 
 def default_tol(dtype: Any) -> float:
@@ -46,33 +54,47 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-class ConvexAttention(BaseEstimator):
-    """Simplex-attention network fitted to global optimality by a convex program.
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """Everything ``fit`` learns, computed before any attribute is set."""
 
-    kind: "scalar" (P1, one output), "vector" (P2), "gated" (P3: gated-ReLU FCN on the heads),
-      "sequence" (P4: per-token outputs).
+    program: ConvexProgram
+    classes: np.ndarray | None
+    result: solvers.SolveResult
+    heads: dict[str, np.ndarray]
+    support: np.ndarray
+
+
+class ConvexAttention(BaseEstimator):
+    """A network of a convex program family, fitted to a certified global optimum.
+
+    kind: a family name (``convextx.families.names()``): "scalar" (P1, one output), "vector"
+      (P2), "gated" (P3: gated-ReLU FCN on the heads), "sequence" (P4: per-token outputs).
     beta: weight-decay strength (> 0).  loss: "squared", "logistic", "cross_entropy", or None
-      (non-float labels: cross-entropy, or logistic for kind "scalar"; float targets: squared).
-    solver: "fista" (JAX) or "cvxpy" (exact, small problems).
+      (labels: the family's default classification loss, cross-entropy or logistic for
+      "scalar"; float targets: squared). The scikit-learn estimator type follows the loss
+      (classifier for logistic / cross-entropy, regressor for squared; none for None).
+    solver: "fista" (JAX), "working_set" (FISTA on growing working sets of token/gate groups,
+      certified on the full program; group-lasso families: cheaper iterations when few tokens
+      are active) or "cvxpy" (exact, small problems).
     tol: relative duality gap to certify; None: 1e-6 in float64, 1e-3 in float32.
+    max_iter: iteration budget.  time_limit: seconds of iterations (FISTA methods), or None.
     dtype: "float64" (default: the solve runs inside ``jax.enable_x64``, whatever the global
-      setting) or "float32" (faster, e.g. on GPUs). The certificate scales the dual point by how
-      far the gradient leaves the dual ball, so its gap is first order in the error of x while
-      the objective's error is second order: a float32 iterate whose objective is optimal to
-      1e-7 may certify only ~1e-3, hence the looser float32 default.
+      setting) or "float32" (faster, e.g. on GPUs; certified in float64 all the same, so its
+      gap is honest: a float32 iterate whose objective is optimal to 1e-7 may certify only
+      ~1e-3, hence the looser float32 default).
     heads: number of heads to recover (None: as many as the solution needs).
     gates: for "gated": number of random gates or ``Gates``.  reduce_support: recover from a
       reduced optimum with linearly independent atoms (at most N + 1 active groups per output).
-    warm_start: start FISTA from the previous solution (same data shape).
-    working_set: solve by FISTA on growing working sets of token/gate groups, certified on the
-      full program (``convextx.working_set``; kinds scalar, vector, gated; solver "fista"):
-      cheaper iterations when few tokens are active.
+    warm_start: start from the previous solution (same program shape, solvers fista and
+      working_set).  working_set: deprecated alias of solver="working_set".
+    seed: random parts of the program (gates).  verbose: print the solve's summary.
 
     Fitted attributes: ``objective_``, ``gap_``, ``status_``, ``n_iter_``, ``solve_result_``,
-    ``coef_`` (the convex variable as solved), ``program_``, ``heads_``, ``attention_`` ((h, n)
-    token weights per head, or (h, n, n) for "sequence"), ``active_tokens_`` (tokens used by the
-    heads: of the reduced optimum when ``reduce_support``), ``classes_``
-    (classification).
+    ``coef_`` (the convex variable as solved), ``program_``, ``heads_``, ``attention_`` (the
+    heads' token weights: (h, n), or (h, n, n) for "sequence"), ``active_tokens_`` (tokens used
+    by the heads: of the reduced optimum when ``reduce_support``), ``classes_``
+    (classification; None for regression), ``loss_``, ``n_features_in_``, ``n_tokens_``.
     """
 
     def __init__(
@@ -91,6 +113,7 @@ class ConvexAttention(BaseEstimator):
         seed: int = 0,
         dtype: Any = "float64",
         verbose: bool = False,
+        time_limit: float | None = None,
     ) -> None:
         self.kind = kind
         self.beta = beta
@@ -106,90 +129,147 @@ class ConvexAttention(BaseEstimator):
         self.seed = seed
         self.dtype = dtype
         self.verbose = verbose
+        self.time_limit = time_limit
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if self.loss in CLASSIFICATION_LOSSES:
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        elif self.loss == "squared":
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+        tags.input_tags.three_d_array = True
+        return tags
+
+    # ---------------------------------------------------------- hyperparameters
+
+    def _method(self) -> str:
+        """The solve method, after checking every hyperparameter (ValueError / TypeError
+        naming the first bad one)."""
+        family = families.get(self.kind)
+        method = checks.choice("solver", self.solver, SOLVERS)
+        if checks.boolean("working_set", self.working_set):
+            warnings.warn(
+                "working_set=True is deprecated; use solver='working_set'",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if method != "fista" or not family.working_sets:
+                grouped = tuple(k for k in families.names() if families.get(k).working_sets)
+                raise ValueError(
+                    f"working_set=True needs solver 'fista' and kind in {grouped}; "
+                    f"got solver {self.solver!r}, kind {self.kind!r}"
+                )
+            method = "working_set"
+        checks.positive("beta", self.beta)
+        if self.loss is not None:
+            family.check_loss(checks.choice("loss", self.loss, LOSSES))
+        if self.tol is not None:
+            checks.tolerance("tol", self.tol)
+        checks.integer("max_iter", self.max_iter, 1, checks.INT32_MAX)
+        if self.time_limit is not None:
+            checks.positive("time_limit", self.time_limit)
+        if self.heads is not None:
+            checks.integer("heads", self.heads, 1)
+        for name in ("reduce_support", "warm_start", "verbose"):
+            checks.boolean(name, getattr(self, name))
+        checks.seed("seed", self.seed)
+        _check_dtype(self.dtype)
+        return method
 
     # ------------------------------------------------------------------ fitting
 
-    def _resolve_loss(self, y: np.ndarray) -> str:
-        if self.loss is not None:
-            return check_choice("loss", self.loss, LOSSES)
-        if not np.issubdtype(y.dtype, np.floating):  # integer, bool or string labels
-            return "logistic" if self.kind == "scalar" else "cross_entropy"
-        return "squared"
-
-    def _encode_targets(self, y: np.ndarray, loss: str) -> np.ndarray:
+    def _targets(self, y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray | None]:
+        """(loss, encoded targets, classes or None) for validated y."""
+        family = families.get(self.kind)
+        loss = self.loss if self.loss is not None else family.default_loss(y)
         if loss not in CLASSIFICATION_LOSSES:
-            if not np.issubdtype(y.dtype, np.number):
+            if not np.issubdtype(y.dtype, np.number) or y.dtype == bool:
                 raise TypeError(f"regression targets y must be numeric; got dtype {y.dtype}")
-            self.classes_ = None
-            return y.astype(np.float64)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
+            return loss, y.astype(np.float64), None
+        classes, encoded = np.unique(y, return_inverse=True)
         encoded = encoded.reshape(y.shape)
         if loss == "logistic":
-            if self.classes_.size != 2:
+            if classes.size != 2:
                 raise ValueError(
-                    f"loss 'logistic' needs exactly 2 classes; y has {self.classes_.size} "
+                    f"loss 'logistic' needs exactly 2 classes; y has {classes.size} "
                     "(use loss 'cross_entropy' with kind 'vector')"
                 )
-            return 2.0 * encoded - 1.0
-        if self.classes_.size < 2:
+            return loss, 2.0 * encoded - 1.0, classes
+        if classes.size < 2:
             raise ValueError("y has a single class; classification needs at least 2")
-        return encoded
+        return loss, encoded, classes
+
+    def _program(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: Any
+    ) -> tuple[ConvexProgram, np.ndarray | None]:
+        """The program of validated X and y, and the classes (None for regression)."""
+        family = families.get(self.kind)
+        weights = checks.sample_weights(sample_weight, X.shape[0])
+        loss, encoded, classes = self._targets(y)
+        num_classes = None if classes is None else int(classes.size)
+        targets = family.encode(encoded, loss, X.shape, num_classes, weights)
+        options = families.resolve_options(family, {"gates": self.gates})
+        program = build(
+            family, X, targets, float(self.beta), loss, options, int(self.seed), self.dtype,
+            check_targets=False,
+        )  # fmt: skip
+        return program, classes
 
     def build_program(self, X: Any, y: Any, sample_weight: Any = None) -> ConvexProgram:
-        """Validate (X (N, n, d), y), encode labels (sets ``classes_``), build the program."""
-        check_choice("kind", self.kind, KINDS)
-        check_choice("solver", self.solver, SOLVERS)
-        if self.working_set and (self.solver != "fista" or self.kind not in WORKING_SET_KINDS):
-            raise ValueError(
-                f"working_set=True needs solver 'fista' and kind in {WORKING_SET_KINDS}; "
-                f"got solver {self.solver!r}, kind {self.kind!r}"
-            )
-        check_beta(self.beta)
-        X = check_X(X)
-        y = np.asarray(y)
-        loss = self._resolve_loss(y)
-        targets = self._encode_targets(y, loss)
-        num_classes = None if self.classes_ is None else int(self.classes_.size)
-        return convex_program(
-            X, targets, self.kind, self.beta, loss, self.gates, num_classes,
-            weights=sample_weight, seed=self.seed, dtype=self.dtype,
-        )  # fmt: skip
+        """Validate (X (N, n, d), y), encode the targets and build the program (no state)."""
+        self._method()
+        with precision(self.dtype):
+            return self._program(check_X(X), check_y(y), sample_weight)[0]
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ConvexAttention:
         """Solve the convex program on (X (N, n, d), y) and recover the network."""
-        if self.dtype not in ("float64", "float32", np.float64, np.float32):
-            raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
+        method = self._method()
+        X, y = check_X(X), check_y(y)
         with precision(self.dtype):
-            return self._fit(X, y, sample_weight)
-
-    def _fit(self, X: Any, y: Any, sample_weight: Any) -> ConvexAttention:
-        self.program_ = self.build_program(X, y, sample_weight)
-        X = check_X(X)
-        previous = getattr(self, "coef_", None) if self.warm_start else None
-        x0 = None
-        if (
-            previous is not None
-            and previous.shape == self.program_.shape
-            and self.solver == "fista"
-        ):
-            x0 = previous
-        tol = self.tol if self.tol is not None else default_tol(self.program_.problem.dtype)
-        result = self.program_.solve(
-            method=self.solver,
-            working_set=bool(self.working_set),
-            tol=tol,
-            max_iter=self.max_iter,
-            x0=x0,
-            verbose=self.verbose,
-        )
+            fitted = self._solve(method, X, y, sample_weight)
+        result = fitted.result
         if result.status != "optimal":
             warnings.warn(
-                f"ConvexAttention did not reach tol={tol}: status {result.status!r}, "
+                f"ConvexAttention did not reach tol={result.tol}: status {result.status!r}, "
                 f"relative gap {result.relative_gap:.3g}; raise max_iter or tol",
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self.loss_ = self.program_.loss
+        self._set_fitted(fitted, X)
+        return self
+
+    def _solve(self, method: str, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> _Fitted:
+        program, classes = self._program(X, y, sample_weight)
+        options: dict[str, Any] = {}
+        previous = getattr(self, "coef_", None) if self.warm_start else None
+        if previous is not None and previous.shape == program.shape and method != "cvxpy":
+            options["x0"] = previous
+        if self.time_limit is not None and method != "cvxpy":
+            options["time_limit"] = float(self.time_limit)
+        tol = self.tol if self.tol is not None else default_tol(program.problem.dtype)
+        result = program.solve(
+            method=method, tol=tol, max_iter=int(self.max_iter), verbose=self.verbose, **options
+        )
+        return self._recovered(program, classes, result)
+
+    def _recovered(
+        self, program: ConvexProgram, classes: np.ndarray | None, result: solvers.SolveResult
+    ) -> _Fitted:
+        """The fitted state of a solved program (heads recovered from the solution)."""
+        support = np.asarray(result.x, dtype=np.float64)
+        if self.reduce_support:
+            support = solvers.reduce_support(program.problem, support)
+        heads = recover_heads(program, support, self.heads, reduce=False)
+        return _Fitted(program, classes, result, heads, support)
+
+    def _set_fitted(self, fitted: _Fitted, X: np.ndarray) -> None:
+        """Set every fitted attribute at once (after the fit has succeeded)."""
+        program, result = fitted.program, fitted.result
+        self.program_ = program
+        self.classes_ = fitted.classes
+        self.loss_ = program.loss
         self.solve_result_ = result
         self.objective_ = result.objective
         self.gap_ = result.gap
@@ -198,36 +278,16 @@ class ConvexAttention(BaseEstimator):
         self.coef_ = np.asarray(result.x)
         self.n_features_in_ = X.shape[2]
         self.n_tokens_ = X.shape[1]
-        support = self._negligible_groups_zeroed()
-        if self.reduce_support:
-            support = solvers.reduce_support(self.program_.problem, support)
-        self.heads_ = recover_heads(self.program_, support, self.heads, reduce=False)
-        self.attention_ = self.heads_["W1" if self.kind == "sequence" else "w1"]
-        self.active_tokens_ = self.program_.active_tokens(support)
-        return self
-
-    def _negligible_groups_zeroed(self) -> np.ndarray:
-        """coef_ with groups below NEGLIGIBLE_GROUP * the largest set to 0 (interior-point
-        solutions are dense at that level; FISTA's zeros are exact and unaffected)."""
-        if self.solver == "fista":
-            return self.coef_
-        penalty = self.program_.problem.penalty
-        norms = np.asarray(penalty.group_norms(self.coef_))
-        index = penalty.group_indices(self.coef_.shape)
-        cleaned = self.coef_.copy().ravel()
-        cleaned[index[norms <= NEGLIGIBLE_GROUP * norms.max()].ravel()] = 0.0
-        return cleaned.reshape(self.coef_.shape)
+        self.heads_ = fitted.heads
+        self.attention_ = program.family.attention(fitted.heads)
+        self.active_tokens_ = program.active_tokens(fitted.support)
 
     # --------------------------------------------------------------- prediction
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise AttributeError("this ConvexAttention is not fitted yet; call fit(X, y) first")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Raw outputs of the convex model (equal to the recovered network's): (N,), (N, c),
         or (N, n, c) for "sequence"."""
-        self._check_fitted()
+        check_is_fitted(self, "coef_")
         X = check_X(X)
         if X.shape[1:] != (self.n_tokens_, self.n_features_in_):
             raise ValueError(
@@ -235,7 +295,7 @@ class ConvexAttention(BaseEstimator):
             )
         with precision(self.dtype):
             out = np.asarray(self.program_.predict(self.coef_, X))
-        if self.kind == "sequence" and self.loss_ == "cross_entropy":
+        if self.program_.family.flattens_rows(self.loss_):
             out = out.reshape(X.shape[0], X.shape[1], -1)
         return out
 
@@ -258,15 +318,29 @@ class ConvexAttention(BaseEstimator):
         return _softmax(out)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Accuracy for classification, R^2 (uniform average over outputs) for regression."""
-        y = np.asarray(y)
+        """Accuracy for classification, R^2 (uniform average over outputs) for regression.
+        y must have the predictions' shape ((N,), (N, c), (N, n) or (N, n, c))."""
         pred = self.predict(X)
+        y = check_y(y)
+        if y.shape != pred.shape:
+            raise ValueError(f"y must have the predictions' shape {pred.shape}; got {y.shape}")
+        weights = checks.sample_weights(sample_weight, y.shape[0])
         if self.classes_ is not None:
-            return float(np.average(pred == y, weights=sample_weight if pred.ndim == 1 else None))
+            per_sample = (pred == y).reshape(y.shape[0], -1).mean(axis=1)
+            return float(np.average(per_sample, weights=weights))
         return float(
             r2_score(
-                y.reshape(y.shape[0], -1),
-                pred.reshape(pred.shape[0], -1),
-                sample_weight=sample_weight,
+                y.reshape(y.shape[0], -1), pred.reshape(pred.shape[0], -1), sample_weight=weights
             )
         )
+
+
+def _check_dtype(dtype: Any) -> str:
+    """The name of ``dtype`` if it is float64 or float32."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}")
+    return name

@@ -1,15 +1,24 @@
-"""``cx.path``: warm-started ConvexAttention fits over a decreasing sequence of beta."""
+"""``cx.path``: ConvexAttention fits along a decreasing sequence of beta, on one program.
+
+The program is built (and its inputs validated) once; ``solvers.regularization_path`` solves it
+for every beta, warm-starting each solve from the previous solution and its step size; each
+solution then becomes a fitted estimator (heads recovered as ``ConvexAttention.fit`` does).
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 import solvers
-from convextx.estimator import ConvexAttention, precision
+from convextx._validation import check_X, check_y
+from convextx.estimator import ConvexAttention, default_tol, precision
+from solvers import checks
 from solvers.path import BETA_MAX_MARGIN
 
 
@@ -17,7 +26,8 @@ from solvers.path import BETA_MAX_MARGIN
 class BetaPath:
     """One record per beta (largest first): beta, objective, gap, status, iterations, seconds,
     active_tokens (count), heads (recovered), train_score, test_score (None without test data).
-    estimators: the fitted estimator at each beta."""
+    estimators: the fitted estimator at each beta.  beta_max: the smallest beta whose solution
+    is 0."""
 
     records: list[dict[str, Any]]
     estimators: list[ConvexAttention]
@@ -48,22 +58,30 @@ def path(
     """
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
-    params = {**params, "warm_start": True}
     estimator = ConvexAttention(**params)
+    method = estimator._method()
+    X, y = check_X(X), check_y(y)
     with precision(estimator.dtype):
-        top = solvers.beta_max(estimator.build_program(X, y).problem)
-    if betas is None:
-        if not (isinstance(num, int) and num >= 1) or not 0 < min_ratio < 1:
-            raise ValueError(f"need num >= 1 and 0 < min_ratio < 1; got {num!r}, {min_ratio!r}")
-        betas = np.geomspace(top * BETA_MAX_MARGIN, top * min_ratio, num)
-    betas = np.sort(np.asarray(betas, dtype=float).ravel())[::-1]
-    if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0):
-        raise ValueError(f"betas must be finite and > 0; got {betas}")
+        program, classes = estimator._program(X, y, None)
+        top = solvers.beta_max(program.problem)
+        if betas is None:
+            num = checks.integer("num", num, 1)
+            min_ratio = checks.tolerance("min_ratio", min_ratio)
+            betas = np.geomspace(top * BETA_MAX_MARGIN, top * min_ratio, num)
+        tol = estimator.tol if estimator.tol is not None else default_tol(program.problem.dtype)
+        solved = program.path(betas, method=method, tol=tol, max_iter=int(estimator.max_iter))
     records, estimators = [], []
-    for beta in betas:
-        estimator.set_params(beta=float(beta))
-        estimator.fit(X, y)
-        result = estimator.solve_result_
+    for beta, result in zip(solved.betas, solved.results, strict=True):
+        fitted = copy.copy(estimator).set_params(beta=float(beta))
+        with precision(fitted.dtype):
+            state = fitted._recovered(program.with_beta(float(beta)), classes, result)
+        fitted._set_fitted(state, X)
+        if result.status != "optimal":
+            warnings.warn(
+                f"path: beta={beta:.4g} did not reach tol={tol}: status {result.status!r}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         records.append({
             "beta": float(beta),
             "objective": result.objective,
@@ -71,10 +89,10 @@ def path(
             "status": result.status,
             "iterations": result.iterations,
             "seconds": result.seconds,
-            "active_tokens": int(estimator.active_tokens_.size),
-            "heads": int(estimator.heads_["a"].shape[0]),
-            "train_score": estimator.score(X, y),
-            "test_score": None if X_test is None else estimator.score(X_test, y_test),
+            "active_tokens": int(fitted.active_tokens_.size),
+            "heads": int(fitted.attention_.shape[0]),
+            "train_score": fitted.score(X, y),
+            "test_score": None if X_test is None else fitted.score(X_test, y_test),
         })  # fmt: skip
-        estimators.append(copy.copy(estimator))
+        estimators.append(fitted)
     return BetaPath(records, estimators, top)

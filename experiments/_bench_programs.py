@@ -1,6 +1,6 @@
-"""Benchmark problems: planted data for P1-P3, their dense twins (for cvxpy) and their
-nonconvex twins (``baselines.heads``) scored by the same objective. Working-set restrictions of
-the programs are ``convextx.working_set``'s."""
+"""Benchmark problems: planted data for P1-P3 and their nonconvex twins (``baselines.heads``)
+scored by the same objective. Dense matrices (cvxpy) and working-set restrictions come from
+the programs' families."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import Partial
 
 import solvers
 from baselines import heads as heads_module
@@ -120,55 +119,3 @@ def nonconvex_setup(program: ConvexProgram, X: np.ndarray, y: np.ndarray):
 
     data = (jnp.asarray(X), jnp.asarray(y))
     return objective, penalty, init, data
-
-
-def _dense_predict(matrix: jax.Array, template: jax.Array, x: jax.Array) -> jax.Array:
-    return (matrix @ x.ravel()).reshape(template.shape)
-
-
-def dense_matrix(program: ConvexProgram, X: np.ndarray) -> np.ndarray:
-    """The (m, p) matrix of the program's linear map, built from its closed form in O(m p)
-    (P1: X_i flattened; P2: X_i on output l's block; P3: D_ij X_i on gate j, output l's block)
-    and checked against ``predict`` on a random point."""
-    X = np.asarray(X, dtype=float)
-    N = X.shape[0]
-    flat = X.reshape(N, -1)
-    if program.kind == "scalar":
-        matrix = flat
-    else:
-        c = program.shape[-3]
-        if program.kind == "vector":
-            blocks = flat[:, None, :]  # (N, 1, nd): one "gate", always on
-        else:
-            D = np.asarray(program.gates.patterns(jnp.asarray(X)), dtype=float)
-            blocks = D[:, :, None] * flat[:, None, :]  # (N, P, nd)
-        matrix = np.zeros((N, c, blocks.shape[1], c, flat.shape[1]))
-        for l in range(c):
-            matrix[:, l, :, l, :] = blocks
-        matrix = matrix.reshape(N * c, -1)
-        if program.scalar_output:
-            matrix = matrix.reshape(N, c, -1)[:, 0, :]
-    problem = program.problem
-    x = np.random.default_rng(0).standard_normal(problem.shape)
-    expected = np.asarray(problem.predict(jnp.asarray(x, problem.dtype))).ravel()
-    error = np.max(np.abs(matrix @ x.ravel() - expected)) / max(1.0, np.max(np.abs(expected)))
-    if error > 1e3 * float(jnp.finfo(problem.dtype).eps):
-        raise AssertionError(f"dense_matrix disagrees with predict (relative error {error:.2g})")
-    return matrix
-
-
-def dense_twin(program: ConvexProgram, X: np.ndarray) -> solvers.Problem:
-    """The same problem with its linear map an explicit matrix (``dense_matrix``): the cheap
-    route to cvxpy. ``solvers.materialize`` on the program itself costs p forward maps (and for
-    P3 a 4096 x N x P intermediate); on the twin it is one GEMM per 4096 columns."""
-    problem = program.problem
-    template = jnp.zeros(problem.prediction_shape, problem.dtype)
-    matrix = jnp.asarray(dense_matrix(program, X), problem.dtype)
-    return solvers.Problem(
-        Partial(_dense_predict, matrix, template),
-        problem.shape,
-        problem.loss,
-        problem.penalty,
-        dtype=problem.dtype,
-        check_linear=False,
-    )

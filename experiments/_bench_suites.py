@@ -11,7 +11,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import solvers
-from convextx.working_set import operator_norm_bounds, restriction
 from experiments import _bench_sharded
 from experiments._bench_plans import Plan
 from experiments._bench_programs import (
@@ -29,7 +28,6 @@ from experiments._bench_timing import (
     time_nonconvex,
     time_working_set,
 )
-from solvers.screening import solve_working_set
 
 CVXPY = ("CLARABEL", "SCS")
 
@@ -161,11 +159,10 @@ def _mean_width(history: dict) -> float:
     return float(np.sum(steps * widths) / max(np.sum(steps), 1))
 
 
-def _plain_vs_working_set(
-    problem, restrict, norms, tol: float, max_iter: int, repeats: int
-) -> dict:
+def _plain_vs_working_set(program, tol: float, max_iter: int, repeats: int) -> dict:
     """Cold solves (jit caches cleared: compile included) of plain FISTA and the working-set
     solver, then ``repeats`` warm solves of each, interleaved (medians reported)."""
+    problem = program.problem
     jax.clear_caches()
     plain = solvers.solve(problem, tol=tol, max_iter=max_iter)
     jax.clear_caches()
@@ -173,9 +170,7 @@ def _plain_vs_working_set(
     results: list[solvers.SolveResult] = []
 
     def working_set() -> solvers.SolveResult:
-        results.append(
-            solve_working_set(problem, restrict, tol=tol, max_iter=max_iter, operator_norms=norms)
-        )
+        results.append(program.solve(method="working_set", tol=tol, max_iter=max_iter))
         return results[-1]
 
     ws = working_set()
@@ -230,11 +225,7 @@ def run_working_set(plan: Plan, store: Store, progress: bool = True) -> None:
 
         def compare(spec=spec):
             program, X, _ = build(spec)
-            restrict = restriction(program)
-            norms = operator_norm_bounds(program)
-            row = _plain_vs_working_set(
-                program.problem, restrict, norms, 1e-6, plan.max_iter, plan.repeats
-            )
+            row = _plain_vs_working_set(program, 1e-6, plan.max_iter, plan.repeats)
             return {"beta_ratio": spec.beta_ratio, **row}
 
         _measure(store, f"working_set|{spec.label}|beta={ratio}", "working_set", spec, compare)
@@ -264,9 +255,7 @@ def run_targets(plan: Plan, store: Store, progress: bool = True) -> None:
             def compare(spec=spec, dtype=dtype, name=name):
                 program, X, _ = build(spec, dtype)
                 row = _plain_vs_working_set(
-                    program.problem,
-                    restriction(program),
-                    operator_norm_bounds(program),
+                    program,
                     1e-6,
                     plan.max_iter,
                     plan.repeats,

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import solvers
-from baselines.train import train
-from convextx import working_set
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from convextx.programs import ConvexProgram
-from experiments._bench_programs import Spec, build, dense_twin, nonconvex_setup
+from experiments._bench_programs import Spec, build, nonconvex_setup
 
 EPSILONS = (1e-4, 1e-6, 1e-8)
 
@@ -106,11 +106,11 @@ def time_fista(
 
 
 def time_working_set(program: ConvexProgram, tol: float, max_iter: int) -> dict:
-    """``convextx.working_set.solve_working_set`` to ``tol``, cold then warm as ``time_fista``.
+    """``program.solve(method="working_set")`` to ``tol``, cold then warm as ``time_fista``.
     Time to each epsilon: the wall time at the first round whose FULL certificate reaches it
     (history "seconds"), plus the first call's overhead (compiles) for the "cold" numbers."""
     first, warm, compile_s = _cold_and_warm(
-        lambda: working_set.solve_working_set(program, tol=tol, max_iter=max_iter), True
+        lambda: program.solve(method="working_set", tol=tol, max_iter=max_iter), True
     )
     history = warm.history
     rel = np.asarray(history["gap"]) / np.maximum(1.0, np.abs(history["objective"]))
@@ -127,18 +127,18 @@ def time_working_set(program: ConvexProgram, tol: float, max_iter: int) -> dict:
 
 
 def _cvxpy_worker(spec: Spec, solver: str, tols: Sequence[float], out) -> None:
-    """Process body: solve the dense twin of ``spec`` at each tol, one message per result,
-    then None. Data generation is untimed; building the matrix and cvxpy's work are timed."""
+    """Process body: solve ``spec`` by cvxpy at each tol, one message per result, then None.
+    Data generation is untimed; building the matrix (the family's closed form) and cvxpy's
+    work are timed."""
     try:
         jax.config.update("jax_enable_x64", True)
         program, X, _ = build(spec)
         start = time.perf_counter()
-        solvers.materialize(dense_twin(program, X))
+        program.family.dense_matrix(program)
         out.put({"materialize_s": time.perf_counter() - start})
         for tol in tols:
             start = time.perf_counter()
-            twin = dense_twin(program, X)
-            result = solvers.solve(twin, method="cvxpy", tol=tol, solver=solver, max_iter=10_000)
+            result = program.solve(method="cvxpy", tol=tol, solver=solver, max_iter=10_000)
             out.put(
                 {
                     "tol": tol,
@@ -174,13 +174,11 @@ def time_cvxpy(spec: Spec, solver: str, tols: Sequence[float], timeout: float | 
     """cvxpy + ``solver`` at each tol; in a fresh process killed after ``timeout`` seconds
     overall, or in this process when ``timeout`` is None (micro sizes, which cannot hang).
 
-    The problem reaches cvxpy as its dense matrix (``dense_twin``): the same numbers, built with
-    a memory-frugal chunk (``solvers.materialize``'s default chunk needs 4096 x N x P floats for
-    P3). Time per tol includes building the matrix, canonicalization and the solve. A solve
-    counts for epsilon only if the certificate (computed by ``solvers``) reaches it.
-    ``t_<eps>``: the package path (solvers.solve(method="cvxpy")), whose ``materialize`` of the
-    matrix is one extra GEMM per 4096 columns; ``t_solver_<eps>``: the same minus that
-    materialize (timed once on its own): cvxpy canonicalization + the solver + certificate."""
+    The problem reaches cvxpy as its family's closed-form dense matrix (what
+    ``program.solve(method="cvxpy")`` uses). Time per tol includes building the matrix,
+    canonicalization, the solve, the polish and the certificate. A solve counts for epsilon
+    only if the certificate (computed by ``solvers``) reaches it. ``t_<eps>``: the package path;
+    ``t_solver_<eps>``: the same minus building the matrix (timed once on its own)."""
     if timeout is None:
         out: queue.Queue = queue.Queue()
         _cvxpy_worker(spec, solver, tols, out)
@@ -221,17 +219,15 @@ def time_nonconvex(
     weight decay, compared with the certified optimum as a relative suboptimality."""
     program, X, y = build(spec)
     objective, penalty, init, data = nonconvex_setup(program, X, y)
-    result = train(
-        objective,
+    trainer = Trainer(
+        objective, make_optimizer(optimizer, learning_rate), penalty=penalty, batch_size=batch_size
+    )
+    result = trainer.run(
         init(jax.random.key(spec.seed)),
         data,
-        steps=max_steps,
+        max_steps,
         log_every="log",
         early_stop=lambda entry: entry["time"] >= budget_s,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        penalty=penalty,
-        batch_size=batch_size,
         progress=False,
         seed=spec.seed,
     )

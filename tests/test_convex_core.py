@@ -12,7 +12,8 @@ from sklearn.base import clone
 import convextx as cx
 import solvers
 from baselines import heads as heads_module
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 
 N, n, d, c = 16, 5, 3, 3
 
@@ -105,10 +106,12 @@ def test_adam_and_sgd_never_go_below_the_certified_optimum(kind, loss):
         params = heads_module.init_params(
             jax.random.PRNGKey(seed), kind, 2 * n * (outputs or 1), n, d, outputs, parameterization
         )
-        run = train(
-            objective, params, (jnp.asarray(X), jnp.asarray(y)), learning_rate=lr, steps=1500,
-            optimizer=optimizer, penalty=penalty, progress=False, seed=seed,
+        trainer = Trainer(
+            objective, make_optimizer(optimizer, lr), penalty=penalty,
             project=heads_module.project if parameterization == "projection" else None,
+        )  # fmt: skip
+        run = trainer.run(
+            params, (jnp.asarray(X), jnp.asarray(y)), 1500, progress=False, seed=seed
         )  # fmt: skip
         trained = heads_module.to_heads(run.params, kind)
         finals.append(cx.nonconvex_objective(trained, X, y, beta, kind=kind, loss=loss))

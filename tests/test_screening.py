@@ -1,4 +1,4 @@
-"""solvers.screening: gap-safe rules never discard an active group; working sets reach the
+"""solvers.screening and solvers.working_set: gap-safe rules never discard an active group; working sets reach the
 full problem's optimum and only ever claim optimality from the full certificate."""
 
 import jax.numpy as jnp
@@ -7,13 +7,14 @@ import pytest
 from jax.tree_util import Partial
 
 import solvers
-from solvers.screening import (
-    Restriction,
-    gap_safe_screen,
-    group_operator_norms,
-    restrict_groups,
-    solve_working_set,
-)
+from solvers.screening import gap_safe_screen, group_operator_norms
+from solvers.working_set import Restriction, restrict_groups
+
+
+def solve_working_set(problem, restrict=None, **options):
+    """The "working_set" method of ``solvers.solve``."""
+    return solvers.solve(problem, method="working_set", restrict=restrict, **options)
+
 
 N, n, d, c = 40, 6, 3, 2
 

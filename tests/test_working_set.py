@@ -1,4 +1,4 @@
-"""convextx.working_set: data restrictions of P1-P3 for working-set FISTA, checked against the
+"""Working sets on the families P1-P3: their data restrictions for working-set FISTA, checked against the
 full programs (same predictions on embedded points, same certified optimum)."""
 
 import numpy as np
@@ -7,8 +7,8 @@ from sklearn.base import clone
 
 import convextx as cx
 import solvers
-from convextx import working_set
-from solvers.screening import _check_restriction, gap_safe_screen, group_operator_norms
+from solvers.screening import gap_safe_screen, group_operator_norms
+from solvers.working_set import check_restriction
 
 N, n, d = 40, 24, 3
 
@@ -29,7 +29,7 @@ CASES = [("scalar", None), ("vector", None), ("gated", 8)]
 def test_restrictions_match_the_full_program(kind, gates):
     X, y = _data(kind)
     program = cx.convex_program(X, y, kind=kind, beta=0.5, gates=gates)
-    restrict = working_set.restriction(program)
+    restrict = program.family.restriction(program)
     penalty = program.problem.penalty
     groups = penalty.group_indices(program.shape)
     group_of = np.empty(program.problem.size, dtype=int)
@@ -39,7 +39,7 @@ def test_restrictions_match_the_full_program(kind, gates):
         chosen = np.sort(rng.choice(groups.shape[0], size=size, replace=False))
         # Raises unless whole groups are kept, every chosen one included, and the restricted
         # map and penalty equal the full ones on embedded points.
-        sub, index = _check_restriction(
+        sub, index = check_restriction(
             program.problem, restrict(chosen), chosen, group_of, groups.shape[1]
         )
         assert sub.size <= program.problem.size
@@ -49,7 +49,7 @@ def test_restrictions_match_the_full_program(kind, gates):
 def test_operator_norm_bounds_bound_the_exact_norms(kind, gates):
     X, y = _data(kind)
     program = cx.convex_program(X, y, kind=kind, beta=0.5, gates=gates)
-    bounds = working_set.operator_norm_bounds(program)
+    bounds = program.family.operator_norm_bounds(program)
     exact = group_operator_norms(program.problem)
     assert bounds.shape == exact.shape
     assert np.all(bounds >= exact * (1 - 1e-12))
@@ -63,7 +63,7 @@ def test_working_set_solve_reaches_the_plain_optimum(kind, gates):
     program = cx.convex_program(X, y, kind=kind, beta=1.0, gates=gates)
     program = program.with_beta(0.3 * solvers.beta_max(program.problem))
     plain = program.solve(tol=1e-9, max_iter=50_000)
-    ws = program.solve(working_set=True, tol=1e-9, max_iter=50_000, initial_size=4)
+    ws = program.solve(method="working_set", tol=1e-9, max_iter=50_000, initial_size=4)
     assert plain.optimal and ws.optimal and ws.method == "fista/working_set"
     assert ws.objective == pytest.approx(plain.objective, rel=1e-8)
     # The certificate is the full program's: recomputed independently at ws.x, and never
@@ -76,7 +76,7 @@ def test_working_set_solve_reaches_the_plain_optimum(kind, gates):
     groups = program.problem.penalty.group_indices(program.shape).shape[0]
     assert max(ws.history["working_set"]) < groups
     # Groups the gap-safe rule screens out are zero in both solutions.
-    screen = gap_safe_screen(program.problem, ws.x, working_set.operator_norm_bounds(program))
+    screen = gap_safe_screen(program.problem, ws.x, program.family.operator_norm_bounds(program))
     norms = np.asarray(program.problem.penalty.group_norms(plain.x))
     assert screen.inactive.any() and np.all(norms[screen.inactive] == 0)
 
@@ -84,7 +84,7 @@ def test_working_set_solve_reaches_the_plain_optimum(kind, gates):
 def test_estimator_working_set_matches_plain_fista():
     X, y = _data("vector")
     plain = cx.ConvexAttention(kind="vector", beta=2.0, tol=1e-9).fit(X, y)
-    ws = clone(plain).set_params(working_set=True).fit(X, y)
+    ws = clone(plain).set_params(solver="working_set").fit(X, y)
     assert ws.solve_result_.method == "fista/working_set" and ws.status_ == "optimal"
     assert ws.objective_ == pytest.approx(plain.objective_, rel=1e-8)
     np.testing.assert_allclose(ws.predict(X), plain.predict(X), rtol=1e-5, atol=1e-6)
@@ -99,16 +99,24 @@ def test_estimator_working_set_matches_plain_fista():
     ],
 )
 def test_working_set_rejects_what_it_cannot_do(params, message):
+    """The deprecated alias working_set=True warns, and refuses what working sets cannot do."""
     X, y = _data("vector")
     if params["kind"] == "sequence":
         y = np.random.default_rng(0).standard_normal((N, n))
     est = cx.ConvexAttention(working_set=True, **params)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message), pytest.warns(DeprecationWarning):
         est.fit(X, y)
     program = cx.convex_program(X, y, kind=params["kind"], beta=1.0)
     if params["kind"] == "sequence":
-        with pytest.raises(ValueError, match="group-lasso program"):
+        with (
+            pytest.raises(ValueError, match="group-lasso program"),
+            pytest.warns(DeprecationWarning),
+        ):
             program.solve(working_set=True)
+        with pytest.raises(ValueError, match="group-lasso program"):
+            program.solve(method="working_set")
+        with pytest.raises(ValueError, match="group-lasso program"):
+            cx.ConvexAttention(kind="sequence", solver="working_set").fit(X, y)
     else:
-        with pytest.raises(ValueError, match="method 'fista'"):
+        with pytest.raises(ValueError, match="method 'fista'"), pytest.warns(DeprecationWarning):
             program.solve(method="cvxpy", working_set=True)
