@@ -5,22 +5,41 @@
     from convextx import bench
     result = bench.run(["digits", "student_teacher"], ["convex-fista", "simplex-adam"], [0, 1],
                        "results/bench")
-    result.ran, result.skipped, result.rows
+    result.ran, result.skipped, result.ignored, result.rows
 
-Each finished run is appended at once as one JSON line to ``OUT/runs.jsonl`` (a ``Model.report()``
-plus task, model, seed and the settings used), so a killed grid keeps its runs and a rerun skips
-every (task, model, seed) already there. A run that raises is recorded with its "error" (and
-skipped by reruns: delete its line to retry). After the grid, ``OUT/leaderboard.md``,
-``OUT/objective_<task>.png`` (first seed) and ``OUT/test_metric.png`` are rewritten from all runs.
+Everything is checked before the first run: names, seeds, budget, device, the output folder,
+each task built once with its settings, each model constructed with its settings (and its
+``validate()`` where it has one; settings named beta, learning_rate, tol, steps and max_iter
+must be in range). A bad argument raises there, with nothing run or stored.
+
+The store (``convextx._store``): each finished run is appended at once as one JSON line to
+``OUT/runs.jsonl``: a ``Model.report()`` plus task, model, seed, the settings used, "config"
+(the run's whole configuration: task and its settings, model and its settings, seed, budget,
+device, convextx version; display-only settings such as "progress" aside), "key" (a hash of
+the canonical JSON of "config") and "writer" ("bench" or "demo": which command wrote it). The
+file is only appended to, and the latest row of each key wins, so a killed grid keeps its runs
+and a store written twice counts each configuration once. A rerun skips every configuration
+whose latest row succeeded and retries those whose latest row is an "error"; stored runs of
+other configurations (another setting, budget, device or version) are ignored and counted in
+``BenchResult.ignored``. One process at a time writes a folder (``OUT/.lock``).
+
+After the grid, ``OUT/leaderboard.md``, ``OUT/objective_<task>.png`` (first seed) and
+``OUT/test_metric.png`` are rewritten atomically from the runs of the current grid only.
+
+Nothing is deleted, and nothing that the command did not write is overwritten: a bench adds to
+a folder's runs.jsonl but refuses (``BenchError``) a folder holding a leaderboard or plots and
+no runs; the demo refuses a folder holding any of them unless every stored run was written by
+the demo. ``force=True`` (``--force``) lifts these refusals.
 
 The seed selects the task's split / draw (its ``seed`` setting) and the model's initialization.
 """
 
 from __future__ import annotations
 
-import json
-import warnings
-from collections.abc import Mapping, Sequence
+import contextlib
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +48,16 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from convextx import report, tasks, zoo
+from convextx import _store, report, tasks, zoo
+from convextx._store import BenchError
+from convextx.zoo.base import check_budget
 
 RUNS_FILE = "runs.jsonl"
 LEADERBOARD_FILE = "leaderboard.md"
 METRIC_PLOT = "test_metric.png"
 DEVICES = ("cpu", "gpu")
 HISTORY_POINTS = 200  # histories are thinned to at most this many points per run
+DISPLAY_SETTINGS = ("progress",)  # model settings that change what is shown, not the result
 
 DEMO_MODELS = ("convex-fista", "simplex-adam", "softmax-transformer")
 DEMO_BETA = 10.0
@@ -43,13 +65,42 @@ DEMO_BETA = 10.0
 
 @dataclass(frozen=True)
 class BenchResult:
-    """ran / skipped: runs computed now / found in runs.jsonl.  rows: every run in runs.jsonl
-    (old and new).  files: what was written."""
+    """ran: runs computed now; retried: how many of them had a stored "error".  skipped:
+    successful runs found in runs.jsonl.  ignored: stored runs of other configurations (not in
+    rows).  rows: the grid's runs (latest row per configuration, grid order).  files: what was
+    written."""
 
     ran: int
     skipped: int
     rows: list[dict[str, Any]]
     files: list[Path]
+    ignored: int
+    retried: int
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One cell of the grid: what to run, its whole configuration and that configuration's key."""
+
+    task: str
+    seed: int
+    model: str
+    task_cfg: dict[str, Any]
+    model_cfg: dict[str, Any]
+    config: dict[str, Any]
+    key: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A checked grid: its runs in (task, seed, model) order, the device, the budget, and the
+    tasks built while checking (by (task, seed), reused by the first runs)."""
+
+    runs: list[_Run]
+    task_names: list[str]
+    device: jax.Device
+    budget_seconds: float | None
+    prebuilt: dict[tuple[str, int], tasks.Task]
 
 
 def check_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> list[str]:
@@ -64,6 +115,7 @@ def check_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> list[s
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list of ints; ValueError unless they are distinct ints >= 0."""
     seeds = list(seeds)
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0]
     if not seeds or bad or len(set(seeds)) != len(seeds):
@@ -86,30 +138,14 @@ def select_device(name: str) -> jax.Device:
 
 
 def read_runs(path: str | Path) -> list[dict[str, Any]]:
-    """The runs of a runs.jsonl ([] if it does not exist). A line cut short by a killed run is
-    skipped with a warning."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}:{number}: skipping an unreadable line", stacklevel=2)
-    return rows
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    text = path.read_text() if path.exists() else ""
-    prefix = "\n" if text and not text.endswith("\n") else ""  # after a cut-short line
-    with path.open("a") as f:
-        f.write(prefix + json.dumps(row) + "\n")
+    """Every run of a runs.jsonl in file order, duplicates included ([] if it does not exist).
+    A line cut short by a killed run, or one that is not a run's JSON object, is skipped with a
+    warning naming the file and line."""
+    return _store.read_rows(Path(path))
 
 
 def _thin(history: Mapping[str, list[float]], points: int) -> dict[str, list[float]]:
+    """``history`` with at most ``points`` evenly spaced entries per series (ends kept)."""
     size = len(history["time"])
     keep = (
         np.unique(np.linspace(0, size - 1, points).round().astype(int)) if size > points else None
@@ -124,8 +160,8 @@ def run_one(
     model_cfg: Mapping[str, Any],
     budget_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """One run as a runs.jsonl row (without "task_cfg"): the model's report, or an "error" if
-    fitting raised."""
+    """One run as a runs.jsonl row (without "task_cfg" and the store's fields): the model's
+    report, or an "error" if fitting raised."""
     row: dict[str, Any] = {"task": task.name, "model": model, "seed": seed}
     built = zoo.make(model, **{"seed": seed, **model_cfg})  # bad settings raise here, not logged
     try:
@@ -137,10 +173,10 @@ def run_one(
 
 
 def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """leaderboard.md, objective_<task>.png (each task's first seed) and test_metric.png."""
-    board = out / LEADERBOARD_FILE
-    board.write_text(report.leaderboard(rows))
-    files = [board]
+    """leaderboard.md, objective_<task>.png (each task's first seed) and test_metric.png of
+    ``rows`` (the caller chooses them: ``run`` passes the current grid's), each written
+    atomically."""
+    files = [_store.write_text(out / LEADERBOARD_FILE, report.leaderboard(rows))]
     done = [r for r in rows if "error" not in r]
     for task in dict.fromkeys(r["task"] for r in done):
         first = min(r["seed"] for r in done if r["task"] == task)
@@ -156,6 +192,7 @@ def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 def _check_settings(
     name: str, settings: Mapping[str, Mapping[str, Any]] | None, grid: list[str]
 ) -> dict[str, dict[str, Any]]:
+    """``settings`` as plain dicts; ValueError for names outside ``grid`` or a "seed" setting."""
     settings = {k: dict(v) for k, v in (settings or {}).items()}
     extra = sorted(set(settings) - set(grid))
     if extra:
@@ -163,6 +200,215 @@ def _check_settings(
     if any("seed" in values for values in settings.values()):
         raise ValueError(f"{name} must not set 'seed': the seeds come from the seeds argument")
     return settings
+
+
+def _positive(value: Any) -> bool:
+    """Whether ``value`` is a finite number > 0 (bools are not numbers here)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _positive_or_none(value: Any) -> bool:
+    """Whether ``value`` is None or a finite number > 0."""
+    return value is None or _positive(value)
+
+
+def _count_from(minimum: int) -> Callable[[Any], bool]:
+    """A check: an int (not a bool) >= ``minimum``."""
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+#: model settings checked by name before the grid: setting -> (check, what is expected)
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "beta": (_positive, "a finite number > 0"),
+    "learning_rate": (_positive_or_none, "a finite number > 0 or null"),
+    "tol": (_positive_or_none, "a finite number > 0 or null"),
+    "steps": (_count_from(0), "an int >= 0"),
+    "max_iter": (_count_from(1), "an int >= 1"),
+}
+
+
+@contextlib.contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """Prefix ``what`` to a TypeError / ValueError raised in the block (keeping its class)."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"{what}: {error}") from error
+
+
+def _check_model(name: str, settings: Mapping[str, Any], seed: int) -> None:
+    """Construct model ``name`` with ``settings`` and run its ``validate()`` if it has one;
+    ValueError naming a setting out of range (``_RANGES``), TypeError for unknown settings."""
+    for setting, value in settings.items():
+        if setting in _RANGES and not _RANGES[setting][0](value):
+            raise ValueError(
+                f"model {name!r}: setting {setting!r} must be {_RANGES[setting][1]}; got {value!r}"
+            )
+    with _naming(f"model {name!r} with settings {dict(settings)}"):
+        validate = getattr(zoo.make(name, **{"seed": seed, **settings}), "validate", None)
+        if callable(validate):
+            validate()
+
+
+def _load_task(name: str, seed: int, settings: Mapping[str, Any]) -> tasks.Task:
+    """``tasks.load(name, seed=seed, **settings)``, errors naming the task and its settings."""
+    with _naming(f"task {name!r} with settings {dict(settings)}"):
+        return tasks.load(name, seed=seed, **settings)
+
+
+def _cell(
+    task: str,
+    seed: int,
+    model: str,
+    task_cfg: dict[str, Any],
+    model_cfg: dict[str, Any],
+    shared: Mapping[str, Any],
+) -> _Run:
+    """The run of one grid cell, keyed on its whole configuration (``shared``: budget, device,
+    version)."""
+    config = {
+        "task": task,
+        "task_cfg": task_cfg,
+        "model": model,
+        "model_cfg": {k: v for k, v in model_cfg.items() if k not in DISPLAY_SETTINGS},
+        "seed": seed,
+        **shared,
+    }
+    return _Run(task, seed, model, task_cfg, model_cfg, config, _store.config_key(config))
+
+
+def _plan(
+    task_names: Sequence[str],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    task_cfg: Mapping[str, Mapping[str, Any]] | None,
+    model_cfg: Mapping[str, Mapping[str, Any]] | None,
+    budget_seconds: float | None,
+    device: str,
+) -> _Plan:
+    """Check every argument (see the module docstring) and lay out the grid."""
+    task_names = check_names("tasks", task_names, tasks.names())
+    models = check_names("models", models, zoo.names())
+    seeds = check_seeds(seeds)
+    task_cfg = _check_settings("task_cfg", task_cfg, task_names)
+    model_cfg = _check_settings("model_cfg", model_cfg, models)
+    budget = check_budget(budget_seconds)
+    target = select_device(device)
+    for model in models:
+        _check_model(model, model_cfg.get(model, {}), seeds[0])
+    prebuilt = {(t, seeds[0]): _load_task(t, seeds[0], task_cfg.get(t, {})) for t in task_names}
+    shared = {"budget_seconds": budget, "device": device, "version": _store.package_version()}
+    runs = [
+        _cell(t, s, m, task_cfg.get(t, {}), model_cfg.get(m, {}), shared)
+        for t in task_names
+        for s in seeds
+        for m in models
+    ]
+    return _Plan(runs, task_names, target, budget, prebuilt)
+
+
+def _check_folder(out: Path) -> Path:
+    """``out``, checked to be (or to be creatable as) a writable folder; ValueError if not."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"out {out}: {existing} is a file; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"out {out}: the folder {existing} is not writable")
+    return out
+
+
+def _derived_files(out: Path, task_names: Sequence[str]) -> list[Path]:
+    """The files a grid over ``task_names`` rewrites in ``out``."""
+    plots = [out / f"objective_{task}.png" for task in task_names]
+    return [out / LEADERBOARD_FILE, out / METRIC_PLOT, *plots]
+
+
+def _check_owner(
+    out: Path, task_names: Sequence[str], stored: list[dict], writer: str, force: bool
+) -> None:
+    """BenchError unless ``writer`` ("bench" | "demo") may write into ``out``: it holds none
+    of the store's files, or a store it may add to (a bench: any store with runs; the demo: a
+    store whose every run the demo wrote), or ``force``."""
+    foreign = [row for row in stored if row.get("writer") != writer]
+    if force or (stored and (writer == "bench" or not foreign)):
+        return
+    present = [p.name for p in [out / RUNS_FILE, *_derived_files(out, task_names)] if p.exists()]
+    if present:
+        what = (
+            f"{out / RUNS_FILE} holds {len(foreign)} runs"
+            if stored
+            else f"{out} holds {present}, files"
+        )
+        raise BenchError(
+            f"{what} that `convextx {writer}` did not write; use another output folder, or "
+            f"--force (force=True) to add this {writer}'s runs to {RUNS_FILE} and rewrite "
+            f"{LEADERBOARD_FILE} and the plots (nothing is deleted)"
+        )
+
+
+def _other_configurations(stored: Sequence[dict], keys: set[str]) -> int:
+    """Stored runs outside the grid: distinct keys not in ``keys``, plus rows without a key."""
+    keyed = {row["key"] for row in stored if "key" in row}
+    return len(keyed - keys) + sum("key" not in row for row in stored)
+
+
+def _needs_run(stored: dict[str, Any] | None) -> bool:
+    """Whether a cell whose latest stored row is ``stored`` (None: none) must be run."""
+    return stored is None or "error" in stored
+
+
+def _compute(
+    todo: Sequence[_Run], plan: _Plan, path: Path, view: dict, writer: str, progress: bool
+) -> None:
+    """Run ``todo`` in order, appending each row to ``path`` at once and entering it in
+    ``view``; one task in memory at a time (``todo`` is ordered by (task, seed))."""
+    loaded, task = None, None
+    with jax.default_device(plan.device):
+        bar = tqdm(todo, desc="bench", unit="run", disable=not progress)
+        for cell in bar:
+            bar.set_postfix_str(f"{cell.task} / {cell.model} / seed {cell.seed}")
+            if loaded != (cell.task, cell.seed):
+                loaded = (cell.task, cell.seed)
+                task = plan.prebuilt.pop(loaded, None) or _load_task(
+                    cell.task, cell.seed, cell.task_cfg
+                )
+            row = run_one(task, cell.model, cell.seed, cell.model_cfg, plan.budget_seconds)
+            row |= {
+                "task_cfg": cell.task_cfg,
+                "config": cell.config,
+                "key": cell.key,
+                "writer": writer,
+            }
+            _store.append_row(path, row)
+            view[cell.key] = row
+
+
+def _execute(
+    plan: _Plan, out: Path, writer: str, resume: bool, force: bool, progress: bool
+) -> BenchResult:
+    """Run the cells of ``plan`` that ``out``'s store lacks (all of them if not ``resume``),
+    under the folder's lock, then rewrite the outputs from the grid's runs."""
+    _check_folder(out).mkdir(parents=True, exist_ok=True)
+    path = out / RUNS_FILE
+    with _store.locked(out):
+        stored = read_runs(path)
+        _check_owner(out, plan.task_names, stored, writer, force)
+        view = _store.latest(stored)
+        todo = [c for c in plan.runs if not resume or _needs_run(view.get(c.key))]
+        retried = sum("error" in view.get(c.key, {}) for c in todo)
+        _compute(todo, plan, path, view, writer, progress)
+        rows = [view[cell.key] for cell in plan.runs]
+        files = [path, *write_outputs(rows, out)]
+    return BenchResult(
+        ran=len(todo),
+        skipped=len(plan.runs) - len(todo),
+        rows=rows,
+        files=files,
+        ignored=_other_configurations(stored, {cell.key for cell in plan.runs}),
+        retried=retried,
+    )
 
 
 def run(
@@ -176,46 +422,22 @@ def run(
     budget_seconds: float | None = None,
     device: str = "cpu",
     resume: bool = True,
+    force: bool = False,
     progress: bool = True,
 ) -> BenchResult:
-    """Run every (task, model, seed) not yet in ``out``/runs.jsonl, then rewrite the outputs.
+    """Run every (task, model, seed) whose configuration ``out``/runs.jsonl lacks or holds as
+    failed, then rewrite the outputs from this grid's runs (see the module docstring).
 
     task_cfg / model_cfg: settings per task / model name (``tasks.load`` / ``zoo.make``
     keywords; the seed comes from ``seeds``). budget_seconds: per run (``Model.fit``).
-    device: "cpu" | "gpu" (ValueError if JAX has no such device). resume=False starts over
-    (deletes runs.jsonl).
+    device: "cpu" | "gpu" (ValueError if JAX has no such device). resume=False recomputes
+    every run of the grid; the new rows are appended and supersede the stored ones (nothing is
+    deleted). force: write into a folder holding a leaderboard or plots but no runs.
+    Bad arguments raise ValueError / TypeError before any run; a folder held by another
+    process or not the bench's raises BenchError.
     """
-    task_names = check_names("tasks", task_names, tasks.names())
-    models = check_names("models", models, zoo.names())
-    seeds = check_seeds(seeds)
-    task_cfg = _check_settings("task_cfg", task_cfg, task_names)
-    model_cfg = _check_settings("model_cfg", model_cfg, models)
-    for model in models:  # fail on bad settings before any run
-        zoo.make(model, **model_cfg.get(model, {}))
-    target = select_device(device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / RUNS_FILE
-    if not resume and path.exists():
-        path.unlink()
-    rows = read_runs(path)
-    done = {(r["task"], r["model"], r["seed"]) for r in rows}
-    grid = [(t, s, m) for t in task_names for s in seeds for m in models]
-    todo = [(t, s, m) for t, s, m in grid if (t, m, s) not in done]
-    loaded, task = None, None  # one task in memory at a time: todo is ordered by (task, seed)
-    with jax.default_device(target):
-        bar = tqdm(todo, desc="bench", unit="run", disable=not progress)
-        for task_name, seed, model in bar:
-            bar.set_postfix_str(f"{task_name} / {model} / seed {seed}")
-            settings = task_cfg.get(task_name, {})
-            if loaded != (task_name, seed):
-                loaded, task = (task_name, seed), tasks.load(task_name, seed=seed, **settings)
-            row = run_one(task, model, seed, model_cfg.get(model, {}), budget_seconds)
-            row["task_cfg"] = dict(settings)
-            _append(path, row)
-            rows.append(row)
-    files = [path, *write_outputs(rows, out)]
-    return BenchResult(ran=len(todo), skipped=len(grid) - len(todo), rows=rows, files=files)
+    plan = _plan(task_names, models, seeds, task_cfg, model_cfg, budget_seconds, device)
+    return _execute(plan, Path(out), "bench", resume, force, progress)
 
 
 def demo_settings(quick: bool = False, progress: bool = True) -> dict[str, dict[str, Any]]:
@@ -230,18 +452,19 @@ def demo_settings(quick: bool = False, progress: bool = True) -> dict[str, dict[
 
 
 def demo(
-    out: str | Path = "convextx-demo", quick: bool = False, progress: bool = True
+    out: str | Path = "convextx-demo",
+    quick: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> BenchResult:
     """The new user's tour: on ``digits``, the certified convex attention classifier, the same
-    architecture trained by Adam, and a softmax transformer (``DEMO_MODELS``), from scratch into
-    ``out`` (runs.jsonl, leaderboard.md, objective_digits.png: objective vs time with the
-    certified optimum dashed, test_metric.png)."""
-    return run(
-        ["digits"],
-        DEMO_MODELS,
-        [0],
-        out,
-        model_cfg=demo_settings(quick, progress),
-        resume=False,
-        progress=progress,
-    )
+    architecture trained by Adam, and a softmax transformer (``DEMO_MODELS``), each computed
+    afresh into ``out`` (runs.jsonl, leaderboard.md, objective_digits.png: objective vs time
+    with the certified optimum dashed, test_metric.png).
+
+    The demo's rows are marked "writer": "demo", so a rerun into a folder the demo made just
+    adds its new rows; a folder holding a runs.jsonl, leaderboard or plots that the demo did
+    not write raises BenchError unless ``force`` (which adds the demo's runs to runs.jsonl and
+    rewrites the leaderboard and plots; nothing is deleted)."""
+    plan = _plan(["digits"], DEMO_MODELS, [0], None, demo_settings(quick, progress), None, "cpu")
+    return _execute(plan, Path(out), "demo", False, force, progress)

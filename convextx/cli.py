@@ -6,21 +6,30 @@
     convextx bench --tasks digits,student_teacher --models convex-fista,simplex-adam \\
                    --seeds 0,1 --device cpu --out DIR
     convextx solve --data FILE.npz --kind vector --beta 1e-2 [--loss ...] [--out W.npz]
+
+Errors. A user's mistake (a bad argument, file or folder: ValueError, TypeError, KeyError,
+OSError, or ``bench.BenchError``) prints one line ``convextx COMMAND: error: ...`` to stderr and
+exits 2; Ctrl-C exits 130 without a traceback. Any other exception is a bug in convextx and keeps
+its traceback. Every output path is checked before any work, and no command overwrites a file it
+did not write unless given ``--force``; nothing is ever deleted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from convextx import bench, report, tasks, zoo
+from convextx import _store, bench, report, tasks, zoo
 from convextx.estimator import SOLVERS, ConvexAttention
 from convextx.programs import KINDS, LOSSES
 
@@ -72,12 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("convextx-demo"), help="output folder")
     demo.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out holding a runs.jsonl, leaderboard or plots that the demo did "
+        "not write: the demo's runs are appended to runs.jsonl (nothing is deleted), the "
+        "leaderboard and plots rewritten",
+    )
 
     grid = commands.add_parser(
         "bench",
         help="run a (task, model, seed) grid; resumable; writes a leaderboard and plots",
-        description="Run every (task, model, seed), appending to OUT/runs.jsonl (a rerun skips "
-        "the runs already there), then write OUT/leaderboard.md and PNG plots.",
+        description="Run every (task, model, seed), appending to OUT/runs.jsonl, then write "
+        "OUT/leaderboard.md and PNG plots from this grid's runs. Each run is keyed on its whole "
+        "configuration (task and model settings, seed, budget, device, convextx version): a "
+        "rerun skips the configurations already done, retries the failed ones, and ignores (and "
+        "counts) stored runs of other configurations.",
     )
     grid.add_argument(
         "--tasks",
@@ -104,7 +123,17 @@ def _parser() -> argparse.ArgumentParser:
         default={},
         help='JSON settings per model: {"simplex-adam": {"steps": 500}}',
     )
-    grid.add_argument("--fresh", action="store_true", help="delete OUT/runs.jsonl first")
+    grid.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute every run of the grid, even those already stored: the new rows are "
+        "appended to OUT/runs.jsonl and supersede the old ones, which stay in the file",
+    )
+    grid.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out holding a leaderboard or plots but no runs.jsonl (rewrites them)",
+    )
     grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     solve = commands.add_parser(
@@ -120,7 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--solver", choices=SOLVERS, default="fista")
     solve.add_argument("--tol", type=float, default=None, help="relative duality gap")
     solve.add_argument("--max-iter", type=int, default=10_000)
-    solve.add_argument("--out", type=Path, default=None, help=".npz for coef and heads")
+    solve.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=".npz for coef and heads (.npz is appended to a name without it)",
+    )
+    solve.add_argument("--force", action="store_true", help="overwrite an existing --out")
     return parser
 
 
@@ -129,7 +164,7 @@ def _demo(args: argparse.Namespace) -> None:
         f"convextx demo: digits (8 row tokens of 8 pixels, 10 classes), beta={bench.DEMO_BETA}, "
         f"models {', '.join(bench.DEMO_MODELS)}{' (quick)' if args.quick else ''}"
     )
-    result = bench.demo(args.out, quick=args.quick, progress=not args.no_progress)
+    result = bench.demo(args.out, quick=args.quick, progress=not args.no_progress, force=args.force)
     print()
     print(report.table(result.rows))
     print(
@@ -152,24 +187,90 @@ def _bench(args: argparse.Namespace) -> None:
         budget_seconds=args.budget,
         device=args.device,
         resume=not args.fresh,
+        force=args.force,
         progress=not args.no_progress,
     )
-    print(f"{result.ran} runs computed, {result.skipped} found in {args.out / bench.RUNS_FILE}\n")
+    print(f"{result.ran} runs computed, {result.skipped} found in {args.out / bench.RUNS_FILE}")
+    if result.retried:
+        print(f"{result.retried} of the computed runs retried a stored failed run")
+    if result.ignored:
+        print(
+            f"{result.ignored} stored runs of other configurations ignored (other settings, "
+            "budget, device or convextx version; not in this leaderboard)"
+        )
+    print()
     print((args.out / bench.LEADERBOARD_FILE).read_text())
     print(f"wrote {', '.join(str(f) for f in result.files)}")
 
 
+def _numeric(path: Path, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """Array ``key`` of an open npz, as stored; ValueError unless it holds numbers."""
+    try:
+        array = data[key]
+    except ValueError:  # numpy refuses object arrays without pickle
+        raise ValueError(
+            f"--data {path}: {key} is an object array, which is not loaded (no pickles); "
+            "store a numeric array"
+        ) from None
+    if not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
+        raise ValueError(f"--data {path}: {key} must hold numbers; it holds dtype {array.dtype}")
+    return array
+
+
+def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
+    """The open archive at ``path`` (no pickles); ValueError if it is not an .npz archive."""
+    if not path.is_file():
+        raise ValueError(f"--data {path}: {'a folder' if path.is_dir() else 'no such file'}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError):  # ValueError: neither .npy, .npz nor a pickle allowed
+        raise ValueError(f"--data {path} is not an .npz archive (np.savez)") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"--data {path} is a single .npy array; expected an .npz with X and y")
+    return data
+
+
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.exists():
-        raise ValueError(f"--data {path}: no such file")
-    with np.load(path, allow_pickle=False) as data:
+    """X and y of an .npz file; ValueError naming what is missing or not numeric."""
+    with _open_npz(path) as data:
         missing = [k for k in ("X", "y") if k not in data.files]
         if missing:
             raise ValueError(f"--data {path} lacks {missing}; it holds {sorted(data.files)}")
-        return data["X"], data["y"]
+        return _numeric(path, data, "X"), _numeric(path, data, "y")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (through symbolic or hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _check_out(out: Path, inputs: Sequence[Path], force: bool) -> Path:
+    """``out`` (an output file), checked before any work: its folder exists and is writable, it
+    is not a folder nor one of ``inputs``, and it does not exist unless ``force``."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; expected a file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder {folder} is not writable")
+    clash = [str(path) for path in inputs if _same_file(out, path)]
+    if clash:
+        raise ValueError(f"--out {out} is the input {clash[0]}; choose another file")
+    if out.exists() and not force:
+        raise ValueError(f"--out {out} exists; pass --force to overwrite it")
+    return out
+
+
+def _npz_name(path: Path) -> Path:
+    """The file ``np.savez`` writes for ``path``: .npz appended unless it ends so."""
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def _solve(args: argparse.Namespace) -> None:
+    out = None if args.out is None else _check_out(_npz_name(args.out), [args.data], args.force)
     X, y = _load_npz(args.data)
     est = ConvexAttention(
         kind=args.kind,
@@ -191,23 +292,47 @@ def _solve(args: argparse.Namespace) -> None:
     print(f"active tokens  {[int(k) for k in est.active_tokens_]} of {X.shape[1]}")
     print(f"heads          {np.asarray(est.heads_['a']).shape[0]}")
     print(f"time           {seconds:.3f} s (solve {result.seconds:.3f} s)")
-    if args.out is not None:
+    if out is not None:
         heads = {f"heads_{k}": np.asarray(v) for k, v in est.heads_.items()}
-        np.savez(args.out, coef=est.coef_, **heads)
-        print(f"wrote          {args.out} (coef, {', '.join(heads)})")
+        with _store.atomic_path(out) as temporary:
+            np.savez(temporary, coef=est.coef_, **heads)
+        print(f"wrote          {out} (coef, {', '.join(heads)})")
 
 
 COMMANDS = {"demo": _demo, "bench": _bench, "solve": _solve}
+#: what a user's input can raise (see the module docstring); anything else is a bug
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, bench.BenchError)
+
+
+def _message(error: BaseException) -> str:
+    """One line for a user error: its message (a KeyError's key is quoted by ``str``)."""
+    keyed = isinstance(error, KeyError) and error.args
+    text = f"missing {error.args[0]!r}" if keyed else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def _one_line_warnings(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing ``convextx COMMAND: warning: ...`` to stderr."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        print(f"convextx {command}: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``convextx`` console script; returns the exit status."""
+    """Entry point of the ``convextx`` console script; returns the exit status: 0, 2 for a
+    user error (one line on stderr), 130 when interrupted."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command](args)
-    except ValueError as error:
-        print(f"convextx {args.command}: error: {error}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command)
+            COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except USER_ERRORS as error:
+        print(f"convextx {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
     return 0
 

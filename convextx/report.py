@@ -1,6 +1,8 @@
 """Leaderboards and plots of benchmark runs (rows as written by ``convextx.bench``).
 
-A row is a ``Model.report()`` dict plus "task" and "seed" (and "error" for a failed run).
+A row is a ``Model.report()`` dict plus "task" and "seed" (and "error" for a failed run). A
+metric or objective of None (a diverged run's non-finite value) shows as "-". Plots are written
+atomically (a temporary file in the same folder, then renamed over the target).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from convextx._store import atomic_path
+
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -20,8 +24,15 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None (None if there are none)."""
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+def _rank(rows: Sequence[dict]) -> float:
+    """Sort key of a (task, model) group: best mean test metric first, groups without one last."""
+    mean = _mean([r["test_metric"] for r in rows])
+    return math.inf if mean is None else -mean
 
 
 def groups(rows: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -46,12 +57,12 @@ def leaderboard(rows: Sequence[dict]) -> str:
     tasks = list(dict.fromkeys(task for task, _ in grouped))
     for task in tasks:
         entries = [(model, rs) for (t, model), rs in grouped.items() if t == task]
-        entries.sort(key=lambda e: -np.mean([r["test_metric"] for r in e[1]]))
+        entries.sort(key=lambda e: _rank(e[1]))
         for model, rs in entries:
-            metric = [r["test_metric"] for r in rs]
-            spread = f" +- {np.std(metric):.3f}" if len(rs) > 1 else ""
+            metric = [r["test_metric"] for r in rs if r["test_metric"] is not None]
+            spread = f" +- {np.std(metric):.3f}" if len(metric) > 1 else ""
             lines.append(
-                f"| {task} | {model} | {len(rs)} | {rs[0]['metric']} {np.mean(metric):.4f}{spread} "
+                f"| {task} | {model} | {len(rs)} | {rs[0]['metric']} {_fmt(_mean(metric), '.4f')}{spread} "
                 f"| {_fmt(_mean([r['objective'] for r in rs]))} "
                 f"| {_fmt(_mean([r['certified_optimum'] for r in rs]))} "
                 f"| {_fmt(_mean([r['gap'] for r in rs]), '.2g')} "
@@ -79,7 +90,7 @@ def table(rows: Sequence[dict]) -> str:
         lines.append(
             f"{row['model']:<22}{_fmt(row['objective'], '.6g'):>16}"
             f"{_fmt(row['certified_optimum'], '.6g'):>19}{_fmt(row['gap'], '.2g'):>10}"
-            f"{row['train_metric']:>8.4f}{row['test_metric']:>8.4f}"
+            f"{_fmt(row['train_metric'], '.4f'):>8}{_fmt(row['test_metric'], '.4f'):>8}"
             f"{row['wall_seconds']:>10.1f}{row['cpu_seconds']:>9.1f}"
         )
     return "\n".join(lines)
@@ -92,6 +103,17 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, plt: Any, path: str | Path) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix) and close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -111,7 +133,7 @@ def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> P
             time = np.maximum(np.asarray(history["time"], float), 1e-4)  # log axis: t = 0 at 1e-4
             ax.plot(
                 time,
-                history["objective"],
+                np.asarray(history["objective"], float),  # None (non-finite) -> nan: a gap
                 color=colors[model],
                 marker="." if len(time) < 3 else None,
                 label=None if model in labelled else model,
@@ -121,8 +143,8 @@ def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> P
                 ax.axhline(row["certified_optimum"], color=colors[model], ls="--", lw=1)
         optima = [r["certified_optimum"] for r in panel if r["certified_optimum"] is not None]
         if optima:
-            finals = [r["objective"] for r in panel]
-            ax.set_ylim(0.98 * min(*optima, *finals), 1.3 * max(finals))
+            finals = [r["objective"] for r in panel if r["objective"] is not None]
+            ax.set_ylim(0.98 * min(*optima, *finals), 1.3 * max(*optima, *finals))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training time (s)")
@@ -131,10 +153,7 @@ def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> P
         ax.legend(fontsize=8, title="dashed: certified optimum" if optima else None)
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
 def plot_metric(rows: Sequence[dict], path: str | Path) -> Path:
@@ -146,18 +165,17 @@ def plot_metric(rows: Sequence[dict], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         entries = [(model, rs) for (t, model), rs in grouped.items() if t == task]
-        values = [[r["test_metric"] for r in rs] for _, rs in entries]
+        values = [
+            [r["test_metric"] for r in rs if r["test_metric"] is not None] for _, rs in entries
+        ]
         ax.bar(
             range(len(entries)),
-            [np.mean(v) for v in values],
-            yerr=[np.std(v) for v in values],
+            [np.mean(v) if v else np.nan for v in values],
+            yerr=[np.std(v) if v else np.nan for v in values],
             color=[f"C{i % 10}" for i in range(len(entries))],
         )
         ax.set_xticks(range(len(entries)), [m for m, _ in entries], rotation=30, ha="right")
         ax.set_title(task)
         ax.set_ylabel(f"test {entries[0][1][0]['metric']}" if entries else "test metric")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)

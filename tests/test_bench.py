@@ -121,9 +121,10 @@ def test_gpu_is_refused_clearly_when_absent():
 
 def test_a_line_cut_short_by_a_kill_is_skipped(tmp_path):
     path = tmp_path / bench.RUNS_FILE
-    path.write_text('{"task": "a", "model": "m", "seed": 0}\n{"task": "b", "mo')
-    with pytest.warns(UserWarning, match="unreadable"):
-        assert bench.read_runs(path) == [{"task": "a", "model": "m", "seed": 0}]
+    row = {"task": "a", "model": "m", "seed": 0, "error": "ValueError: no"}
+    path.write_text(json.dumps(row) + '\n{"task": "b", "mo')
+    with pytest.warns(UserWarning, match=rf"{path}:2: skipping an unreadable line"):
+        assert bench.read_runs(path) == [row]
 
 
 def _row(task, model, seed, metric, objective, optimum=None, gap=None):

@@ -111,3 +111,184 @@ def test_demo_quick_prints_the_table_and_saves_the_plot(tmp_path, capsys):
     assert adam["objective"] >= convex["objective"] - convex["gap"]
     assert convex["test_metric"] > 0.9  # digits: the certified classifier generalizes
     assert (tmp_path / "objective_digits.png").stat().st_size > 1000
+
+
+@pytest.fixture
+def no_solve(monkeypatch):
+    """Fails the test if the solve starts."""
+
+    def fit(self, X, y):
+        raise AssertionError("solved")
+
+    monkeypatch.setattr(cx.ConvexAttention, "fit", fit)
+
+
+def _same_path(path, tmp_path):
+    return path
+
+
+def _symlink(path, tmp_path):
+    link = tmp_path / "link.npz"
+    link.symlink_to(path)
+    return link
+
+
+def _hard_link(path, tmp_path):
+    link = tmp_path / "other.npz"
+    link.hardlink_to(path)
+    return link
+
+
+def _relative_spelling(path, tmp_path):
+    return tmp_path / "." / path.name
+
+
+@pytest.mark.parametrize("spell", [_same_path, _symlink, _hard_link, _relative_spelling])
+def test_solve_refuses_to_write_over_its_input(data_file, tmp_path, no_solve, capsys, spell):
+    path, _, _ = data_file
+    before = path.read_bytes()
+    out = spell(path, tmp_path)
+    argv = ["solve", "--data", str(path), "--beta", "1", "--out", str(out), "--force"]
+    assert main(argv) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def _missing_folder(tmp_path):
+    return tmp_path / "missing" / "w.npz", "does not exist"
+
+
+def _a_folder(tmp_path):
+    (tmp_path / "w.npz").mkdir()
+    return tmp_path / "w.npz", "is a folder"
+
+
+def _parent_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return tmp_path / "file" / "w.npz", "does not exist"
+
+
+def _existing_file(tmp_path):
+    (tmp_path / "w.npz").write_text("mine")
+    return tmp_path / "w.npz", "exists; pass --force"
+
+
+def _existing_without_suffix(tmp_path):
+    (tmp_path / "w.npz").write_text("mine")
+    return tmp_path / "w", "w.npz exists; pass --force"  # np.savez would write w.npz
+
+
+@pytest.mark.parametrize(
+    "place",
+    [_missing_folder, _a_folder, _parent_is_a_file, _existing_file, _existing_without_suffix],
+)
+def test_solve_checks_its_output_before_solving(data_file, tmp_path, no_solve, capsys, place):
+    path, _, _ = data_file
+    out, message = place(tmp_path)
+    assert main(["solve", "--data", str(path), "--beta", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convextx solve: error: --out") and message in err
+    if (tmp_path / "w.npz").is_file():
+        assert (tmp_path / "w.npz").read_text() == "mine"
+
+
+def test_solve_overwrites_with_force_atomically(data_file, tmp_path, capsys):
+    path, _, _ = data_file
+    out = tmp_path / "w.npz"
+    out.write_text("old")
+    assert main(["solve", "--data", str(path), "--beta", "1", "--out", str(out), "--force"]) == 0
+    with np.load(out) as saved:
+        assert "coef" in saved.files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", "w.npz"]
+
+
+def _strings(tmp_path):
+    path = tmp_path / "strings.npz"
+    np.savez(path, X=np.full((4, 2, 2), "a"), y=np.zeros(4))
+    return ["solve", "--data", str(path), "--beta", "1"], "X must hold numbers"
+
+
+def _objects(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, X=np.zeros((4, 2, 2)), y=np.array([1, "a", None, 2.0], dtype=object))
+    return ["solve", "--data", str(path), "--beta", "1"], "y is an object array"
+
+
+def _missing_file(tmp_path):
+    return ["solve", "--data", str(tmp_path / "nope.npz"), "--beta", "1"], "no such file"
+
+
+def _not_an_archive(tmp_path):
+    (tmp_path / "text.npz").write_text("X, y\n1, 2\n")
+    return ["solve", "--data", str(tmp_path / "text.npz"), "--beta", "1"], "not an .npz"
+
+
+def _one_array(tmp_path):
+    np.save(tmp_path / "X.npy", np.zeros((4, 2, 2)))
+    return ["solve", "--data", str(tmp_path / "X.npy"), "--beta", "1"], "single .npy array"
+
+
+def _unreadable(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "data.npz"))
+
+    monkeypatch.setattr(np, "load", refuse)  # root reads every file: simulate the refusal
+    (tmp_path / "data.npz").write_bytes(b"")
+    return ["solve", "--data", str(tmp_path / "data.npz"), "--beta", "1"], "Permission denied"
+
+
+def _unknown_task_setting(tmp_path):
+    argv = ["bench", "--tasks", "digits", "--models", "gss", "--out", str(tmp_path / "o")]
+    return [*argv, "--task-cfg", '{"digits": {"sise": 3}}'], "unknown settings ['sise']"
+
+
+def _bench_out_is_a_file(tmp_path):
+    (tmp_path / "o").write_text("mine")
+    argv = ["bench", "--tasks", "digits", "--models", "gss", "--out", str(tmp_path / "o")]
+    return argv, "is a file; expected a folder"
+
+
+def _negative_budget(tmp_path):
+    argv = ["bench", "--tasks", "digits", "--models", "gss", "--out", str(tmp_path / "o")]
+    return [*argv, "--budget", "-5"], "budget_seconds must be a finite number > 0"
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        _strings,
+        _objects,
+        _missing_file,
+        _not_an_archive,
+        _one_array,
+        _unreadable,
+        _unknown_task_setting,
+        _bench_out_is_a_file,
+        _negative_budget,
+    ],
+)
+def test_a_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, mistake):
+    args = (tmp_path, monkeypatch) if mistake is _unreadable else (tmp_path,)
+    argv, message = mistake(*args)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"convextx {argv[0]}: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_ctrl_c_exits_130_quietly(data_file, monkeypatch, capsys):
+    def interrupted(self, X, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cx.ConvexAttention, "fit", interrupted)
+    assert main(["solve", "--data", str(data_file[0]), "--beta", "1"]) == 130
+    assert capsys.readouterr().err == ""
+
+
+def test_an_internal_bug_keeps_its_traceback(data_file, monkeypatch):
+    def broken(self, X, y):
+        raise RuntimeError("a bug in convextx")
+
+    monkeypatch.setattr(cx.ConvexAttention, "fit", broken)
+    with pytest.raises(RuntimeError, match="a bug in convextx"):
+        main(["solve", "--data", str(data_file[0]), "--beta", "1"])
