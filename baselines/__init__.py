@@ -3,9 +3,14 @@ trained by SGD/Adam (simplex mixer, head-sum models of eq. 8/11/13/30), GSS, MoE
 
 A flat re-export of the public names; the modules (``baselines.heads``, ``baselines.transformer``,
 ...) hold the code and the full docs.
+
+Arguments are checked by ``solvers.checks`` (numpy only): the one dependency of ``baselines`` on
+``solvers``, so that every package raises the same errors (TypeError for the wrong kind of value,
+ValueError for one out of range, each naming the argument). Nothing else of ``solvers`` is used.
 """
 
 from baselines.heads import KINDS as HEAD_KINDS
+from baselines.heads import WeightDecay as HeadsWeightDecay
 from baselines.heads import attention_maps as heads_attention_maps
 from baselines.heads import forward as heads_forward
 from baselines.heads import init_params as heads_init_params
@@ -13,6 +18,7 @@ from baselines.heads import objective as heads_objective
 from baselines.heads import penalty as heads_penalty
 from baselines.heads import project as heads_project
 from baselines.heads import sample_gates, to_heads
+from baselines.optim import OPTIMIZERS, SCHEDULES, learning_rate_schedule, make_optimizer
 from baselines.registry import (
     Layer,
     LayerConfig,
@@ -25,12 +31,11 @@ from baselines.registry import (
 )
 from baselines.simplex import mixing_matrices, project_rows
 from baselines.train import (
+    SupervisedObjective,
+    Trainer,
     TrainResult,
-    learning_rate_schedule,
+    TrainState,
     log_steps,
-    make_optimizer,
-    supervised_objective,
-    train,
 )
 from baselines.transformer import TransformerConfig, attention_maps
 from baselines.transformer import apply as transformer_apply
@@ -40,9 +45,15 @@ from baselines.transformer import project as transformer_project
 
 __all__ = [
     "HEAD_KINDS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "HeadsWeightDecay",
     "Layer",
     "LayerConfig",
+    "SupervisedObjective",
     "TrainResult",
+    "TrainState",
+    "Trainer",
     "TransformerConfig",
     "attention_maps",
     "ffn_names",
@@ -63,9 +74,7 @@ __all__ = [
     "register_ffn",
     "register_mixer",
     "sample_gates",
-    "supervised_objective",
     "to_heads",
-    "train",
     "transformer_apply",
     "transformer_init",
     "transformer_objective",

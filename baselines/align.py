@@ -31,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 
 from baselines import heads as head_models
 from baselines import mlp
+from solvers import checks
 
 Path = tuple[str | int, ...]
 Perms = dict[str, np.ndarray]
@@ -177,8 +178,7 @@ def weight_matching(
     assignment with the others held fixed; stop after a sweep that changes nothing (or
     ``max_iter`` sweeps). Needs no data. Runs on the host in float64.
     """
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    max_iter = checks.integer("max_iter", max_iter, 1)
     sizes = perm_sizes(params_a, spec)
     if perm_sizes(params_b, spec) != sizes:
         raise ValueError("params_a and params_b must have the same shapes on the spec's leaves")

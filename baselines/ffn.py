@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from baselines.attention import dense
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
+from solvers import checks
 
 
 def mlp_init(key: jax.Array, width: int, hidden: int) -> Params:
@@ -34,9 +35,8 @@ def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
 
 def init(key: jax.Array, cfg: LayerConfig) -> Params:
     """The MLP of width E = ``cfg.width`` and hidden F = ``cfg.hidden_ratio * cfg.width``."""
-    if cfg.hidden_ratio < 1:
-        raise ValueError(f"hidden_ratio must be a positive int, got {cfg.hidden_ratio}")
-    return mlp_init(key, cfg.width, cfg.hidden_ratio * cfg.width)
+    hidden_ratio = checks.integer("hidden_ratio", cfg.hidden_ratio, 1)
+    return mlp_init(key, cfg.width, hidden_ratio * cfg.width)
 
 
 def apply(

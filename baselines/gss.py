@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from baselines.attention import dense
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
 from baselines.transformer import layer_norm
+from solvers import checks
 
 INITS = ("normal", "loguniform")
 
@@ -45,23 +46,18 @@ class GSSSettings(NamedTuple):
 
 
 def _positive_int(cfg: LayerConfig, name: str, default: int) -> int:
-    value = cfg.option(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"GSS option {name!r} must be a positive int, got {value!r}")
-    return value
+    return checks.integer(f"GSS option {name!r}", cfg.option(name, default), 1)
 
 
 def settings(cfg: LayerConfig) -> GSSSettings:
-    """Read and validate the GSS options of ``cfg`` (ValueError naming the bad one)."""
-    if isinstance(cfg.width, bool) or not isinstance(cfg.width, int) or cfg.width < 1:
-        raise ValueError(f"cfg.width must be a positive int, got {cfg.width!r}")
-    init = cfg.option("init", "normal")
-    if init not in INITS:
-        raise ValueError(f"GSS option 'init' must be one of {INITS}, got {init!r}")
+    """Read and validate the GSS options of ``cfg`` (an error naming the bad one: TypeError for
+    the wrong kind of value, ValueError for one out of range)."""
+    width = checks.integer("cfg.width", cfg.width, 1)
+    init = checks.choice("GSS init", cfg.option("init", "normal"), INITS)
     return GSSSettings(
-        width=cfg.width,
-        gate_width=_positive_int(cfg, "gate_width", 4 * cfg.width),
-        ssm_width=_positive_int(cfg, "ssm_width", max(1, cfg.width // 4)),
+        width=width,
+        gate_width=_positive_int(cfg, "gate_width", 4 * width),
+        ssm_width=_positive_int(cfg, "ssm_width", max(1, width // 4)),
         state_size=_positive_int(cfg, "state_size", 64),
         init=init,
     )
@@ -76,8 +72,7 @@ def init_dss(key: jax.Array, ssm_width: int, state_size: int, init: str = "norma
     rates exp(lambda_re) log-uniform in [1e-3, 1e-1] and frequencies exp(lambda_im) spread over
     (0, pi), the Nyquist band of the fixed step Delta = 1 (higher ones would alias).
     """
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    checks.choice("init", init, INITS)
     k_re, k_im, k_c_re, k_c_im, k_d = jax.random.split(key, 5)
     if init == "normal":
         lambda_re = jax.random.normal(k_re, (state_size,))

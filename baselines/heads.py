@@ -22,36 +22,35 @@ The entrywise l1 norm on W2 is the choice whose dual norm (entrywise l-infinity)
 dual constraint of appendix A.7, i.e. the one under which the convex program P4 is exact (MATH.md
 section 5 leaves the norm to be derived; the convex core verifies it by recovery).
 
-For training by Adam/SGD (``baselines.train``) the simplex-constrained w1 / W1 get one of two
-parameterizations: "softmax" (free logits ``w1_logits`` / ``W1_logits``, rows = softmax, zero at
+For training by Adam/SGD (``baselines.train.Trainer``) the simplex-constrained w1 / W1 get one of
+two parameterizations: "softmax" (free logits ``w1_logits`` / ``W1_logits``, rows = softmax, zero at
 init = uniform) or "projection" (``w1`` / ``W1`` stored on the simplex, ``project`` after every
 step). Gates are sampled once (``sample_gates``) and held outside the trainable params.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from baselines.simplex import PARAMETERIZATIONS, project_rows
-from baselines.train import Objective, supervised_objective
+from baselines.train import Objective, SupervisedObjective
+from solvers import checks
 
 KINDS = ("scalar", "vector", "gated", "sequence")
 Heads = dict[str, jax.Array]
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
 def _check_gates(kind: str, gates: Heads | None) -> None:
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     if (kind == "gated") != (gates is not None):
         raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
 
@@ -70,7 +69,7 @@ _ENTRIES = {
 
 def check_heads(kind: str, heads: Heads, X: jax.Array) -> None:
     """ValueError unless ``heads`` has the entries and shapes of ``kind`` for X (N, n, d)."""
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     if X.ndim != 3:
         raise ValueError(f"X must be (N, n, d), got shape {X.shape}")
     missing = [name for name in _ENTRIES[kind] if name not in heads]
@@ -110,9 +109,9 @@ def forward(kind: str, heads: Heads, X: jax.Array) -> jax.Array:
 def penalty(kind: str, heads: Heads, beta: float) -> jax.Array:
     """The weight decay of ``kind`` (module table). Reads only w2 / W2 and a, so it takes heads or
     trainable params alike. beta > 0."""
-    _check_kind(kind)
-    if isinstance(beta, numbers.Real) and not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta!r}")
+    checks.choice("kind", kind, KINDS)
+    if isinstance(beta, numbers.Real):  # a traced (jax) beta is the caller's to check
+        checks.positive("beta", beta)
     a = heads["a"]
     if kind == "sequence":
         w2 = jnp.sum(jnp.sum(jnp.abs(heads["W2"]), axis=(1, 2)) ** 2)
@@ -142,18 +141,15 @@ def init_params(
 ) -> dict[str, jax.Array]:
     """Trainable params of ``h`` heads: uniform simplex rows (zero logits or stored 1/n),
     w2 / W2 ~ N(0, 1/d), a ~ N(0, 1/h). ``c`` is required for vector / gated / sequence."""
-    _check_kind(kind)
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
-        )
-    for name, value in (("h", h), ("n", n), ("d", d)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    checks.choice("kind", kind, KINDS)
+    checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
+    h, n, d = (checks.integer(name, v, 1) for name, v in (("h", h), ("n", n), ("d", d)))
     if kind == "scalar" and c is not None:
         raise ValueError("c must be None for kind 'scalar' (one output)")
-    if kind != "scalar" and (not isinstance(c, int) or c < 1):
-        raise ValueError(f"kind {kind!r} needs c, a positive int number of outputs, got {c!r}")
+    if kind != "scalar":
+        if c is None:
+            raise ValueError(f"kind {kind!r} needs c, a positive int number of outputs")
+        c = checks.integer("c", c, 1)
     k_w2, k_a = jax.random.split(key)
     name = _simplex_name(kind)
     simplex_shape = (h, n, n) if kind == "sequence" else (h, n)
@@ -192,8 +188,53 @@ def to_heads(params: dict[str, jax.Array], kind: str, gates: Heads | None = None
 
 def project(params: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Euclidean projection of the stored w1 / W1 rows onto the simplex (Duchi et al. 2008): the
-    ``project`` step of ``train`` for the "projection" parameterization (logits pass unchanged)."""
+    Trainer's ``project`` step for the "projection" parameterization (logits pass unchanged)."""
     return {k: project_rows(v) if k in ("w1", "W1") else v for k, v in params.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightDecay:
+    """``params -> penalty(kind, params, beta)``: the Trainer penalty of ``kind``, equal to every
+    other of equal (kind, beta), so trainers built twice share their compiled steps."""
+
+    kind: str
+    beta: float
+
+    def __post_init__(self) -> None:
+        checks.choice("kind", self.kind, KINDS)
+        object.__setattr__(self, "beta", checks.positive("beta", self.beta))
+
+    def __call__(self, params: dict[str, jax.Array]) -> jax.Array:
+        return penalty(self.kind, params, self.beta)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Predictor:
+    """``(params, X, key) -> (f(X) of the heads of trainable params, {})`` for ``kind``, with
+    fixed ``gates`` for "gated". Equal (and hashed) by kind and the gates' values, so objectives
+    built twice from equal settings share their compiled steps."""
+
+    kind: str
+    gates: Heads | None = None
+
+    def __post_init__(self) -> None:
+        _check_gates(self.kind, self.gates)
+
+    @cached_property
+    def _key(self) -> tuple:
+        gates = {k: np.asarray(v) for k, v in (self.gates or {}).items()}
+        return self.kind, tuple(
+            (k, v.dtype.str, v.shape, v.tobytes()) for k, v in sorted(gates.items())
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Predictor) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __call__(self, params: Any, X: jax.Array, key: jax.Array | None) -> tuple[jax.Array, dict]:
+        return forward(self.kind, to_heads(params, self.kind, self.gates), X), {}
 
 
 def objective(
@@ -203,12 +244,7 @@ def objective(
     gates: Heads | None = None,
     accuracy: bool = False,
 ) -> Objective:
-    """The ``train`` objective of trainable params on batches (X, y): sum_i loss(f(X_i), y_i),
-    with ``loss(pred, y)`` returning per-sample losses. Pair it with
-    ``penalty=functools.partial(penalty, kind, beta=beta)`` (and ``project`` for "projection")."""
-    _check_gates(kind, gates)
-
-    def predict(params: Any, X: jax.Array, key: jax.Array | None) -> tuple[jax.Array, dict]:
-        return forward(kind, to_heads(params, kind, gates), X), {}
-
-    return supervised_objective(predict, loss, accuracy=accuracy)
+    """The Trainer objective of trainable params on batches (X, y): sum_i loss(f(X_i), y_i), with
+    ``loss(pred, y)`` returning per-sample losses. Pair it with ``penalty=WeightDecay(kind,
+    beta)`` (and ``project`` for "projection"). Equal settings give equal objectives."""
+    return SupervisedObjective(Predictor(kind, gates), loss, accuracy=accuracy)

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import optax
 
 from baselines import transformer
-from baselines.train import Objective, supervised_objective
+from baselines.train import Objective, SupervisedObjective
+from solvers import checks
 
 Params = dict[str, list[dict[str, jax.Array]]]
 
@@ -42,13 +43,13 @@ class MLPConfig:
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "out_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if len(self.widths) < 1 or any(not isinstance(h, int) or h < 1 for h in self.widths):
+            object.__setattr__(self, name, checks.integer(name, getattr(self, name), 1))
+        if len(self.widths) < 1:
             raise ValueError(
                 f"widths must be a non-empty tuple of positive ints, got {self.widths!r}"
             )
+        for i, h in enumerate(self.widths):
+            checks.integer(f"widths[{i}]", h, 1)
 
 
 class Trace(NamedTuple):
@@ -167,11 +168,28 @@ def penalty(params: Params, beta: float) -> jax.Array:
     return beta / 2 * sum(jnp.sum(layer["w"] ** 2) for layer in params["layers"])
 
 
+@dataclass(frozen=True)
+class WeightDecay:
+    """``params -> penalty(params, beta)``: a Trainer penalty equal to every other of equal beta,
+    so trainers built twice share their compiled steps."""
+
+    beta: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", checks.positive("beta", self.beta))
+
+    def __call__(self, params: Params) -> jax.Array:
+        return penalty(params, self.beta)
+
+
+def _predict(params: Params, X: jax.Array, key: jax.Array | None) -> tuple[jax.Array, dict]:
+    return apply(params, X), {}
+
+
 def objective() -> Objective:
-    """The ``baselines.train`` objective on batches (X (B, d), y (B,) int): summed softmax
-    cross-entropy, with the number of correct argmax predictions for accuracies."""
-    return supervised_objective(
-        lambda params, X, key: (apply(params, X), {}),
-        optax.softmax_cross_entropy_with_integer_labels,
-        accuracy=True,
+    """The Trainer objective on batches (X (B, d), y (B,) int): summed softmax cross-entropy,
+    with the number of correct argmax predictions for accuracies (every call gives an equal
+    objective)."""
+    return SupervisedObjective(
+        _predict, optax.softmax_cross_entropy_with_integer_labels, accuracy=True
     )

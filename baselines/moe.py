@@ -29,7 +29,6 @@ assignments choosing each expert, before capacity).
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import NamedTuple
 
 import jax
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 
 from baselines.ffn import mlp_apply, mlp_init
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
+from solvers import checks
 
 _ROUTER_STD = 0.02  # flaxformer's router init (baselines-notes 2.1)
 
@@ -70,34 +70,28 @@ class Routing(NamedTuple):
 
 
 def _int_option(cfg: LayerConfig, name: str, default: int, low: int, high: int | None) -> int:
-    value = cfg.option(name, default)
-    bad = isinstance(value, bool) or not isinstance(value, int)
-    if bad or value < low or (high is not None and value > high):
-        upper = "" if high is None else f" and <= {high}"
-        raise ValueError(f"MoE option {name!r} must be an int >= {low}{upper}, got {value!r}")
-    return value
+    return checks.integer(f"MoE option {name!r}", cfg.option(name, default), low, high)
 
 
 def _real_option(
     cfg: LayerConfig, name: str, default: float, *, high: float = math.inf, strict: bool = False
 ) -> float:
     """A real option in [0, high), or (0, high) when ``strict``."""
-    value = cfg.option(name, default)
-    bad = isinstance(value, bool) or not isinstance(value, Real)
-    if bad or not 0 <= value < high or (strict and value == 0):
-        interval = f"{'(' if strict else '['}0, {high})"
-        raise ValueError(f"MoE option {name!r} must be a real in {interval}, got {value!r}")
-    return float(value)
+    return checks.real(
+        f"MoE option {name!r}",
+        cfg.option(name, default),
+        0.0,
+        None if math.isinf(high) else high,
+        low_open=strict,
+        high_open=True,
+    )
 
 
 def settings(cfg: LayerConfig) -> MoESettings:
-    """Read and validate the MoE options of ``cfg`` (ValueError naming the bad one)."""
-    if isinstance(cfg.width, bool) or not isinstance(cfg.width, int) or cfg.width < 1:
-        raise ValueError(f"cfg.width must be a positive int, got {cfg.width!r}")
-    if isinstance(cfg.hidden_ratio, bool) or not isinstance(cfg.hidden_ratio, int):
-        raise ValueError(f"cfg.hidden_ratio must be a positive int, got {cfg.hidden_ratio!r}")
-    if cfg.hidden_ratio < 1:
-        raise ValueError(f"cfg.hidden_ratio must be a positive int, got {cfg.hidden_ratio!r}")
+    """Read and validate the MoE options of ``cfg`` (an error naming the bad one: TypeError for
+    the wrong kind of value, ValueError for one out of range)."""
+    checks.integer("cfg.width", cfg.width, 1)
+    checks.integer("cfg.hidden_ratio", cfg.hidden_ratio, 1)
     num_experts = _int_option(cfg, "num_experts", 4, 1, None)
     return MoESettings(
         num_experts=num_experts,

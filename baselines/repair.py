@@ -22,21 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines import align, mlp
+from solvers import checks
 
 SITES = ("linear", "norm")
 ALPHAS = tuple(np.linspace(0.0, 1.0, 11))
 
 
-def _check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    return alpha
-
-
 def interpolate(params_a: Any, params_b: Any, alpha: float) -> Any:
     """``(1 - alpha) * params_a + alpha * params_b`` leaf by leaf (any matching pytrees)."""
-    alpha = _check_alpha(alpha)
+    alpha = checks.real("alpha", alpha, 0.0, 1.0)
     if jax.tree_util.tree_structure(params_a) != jax.tree_util.tree_structure(params_b):
         raise ValueError("params_a and params_b must have the same pytree structure")
     for la, lb in zip(
@@ -79,7 +73,7 @@ def interpolate_stats(
     stats_a: Sequence[NeuronStats], stats_b: Sequence[NeuronStats], alpha: float
 ) -> tuple[NeuronStats, ...]:
     """REPAIR's targets: means and *standard deviations* interpolated linearly."""
-    alpha = _check_alpha(alpha)
+    alpha = checks.real("alpha", alpha, 0.0, 1.0)
     return tuple(
         NeuronStats((1 - alpha) * a.mean + alpha * b.mean, (1 - alpha) * a.std + alpha * b.std)
         for a, b in zip(stats_a, stats_b, strict=True)
@@ -193,8 +187,7 @@ def barrier(
 
 def relative_reduction(before: float, after: float) -> float:
     """``1 - after / before``: the fraction of a (positive) barrier removed, as in REPAIR."""
-    if not before > 0:
-        raise ValueError(f"before must be a positive barrier, got {before}")
+    before = checks.positive("before", before)
     return 1.0 - after / before
 
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from baselines.attention import causal_mask, init_values, mix
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
+from solvers import checks
 
 PARAMETERIZATIONS = ("softmax", "projection")
 
@@ -56,12 +57,9 @@ def project_rows(v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 
 
 def _parameterization(cfg: LayerConfig) -> str:
-    name = cfg.option("parameterization", "softmax")
-    if name not in PARAMETERIZATIONS:
-        raise ValueError(
-            f"option 'parameterization' must be one of {PARAMETERIZATIONS}, got {name!r}"
-        )
-    return name
+    return checks.choice(
+        "parameterization", cfg.option("parameterization", "softmax"), PARAMETERIZATIONS
+    )
 
 
 def _allowed(length: int, causal: bool) -> jax.Array:

@@ -1,4 +1,4 @@
-"""One training loop for every nonconvex baseline: optax optimizer, minibatches, logging, resume.
+"""One trainer for every nonconvex baseline: optax optimizer, minibatches, logging, resume.
 
 The objective is a SUM over samples, as in the convex programs of MATH.md::
 
@@ -13,19 +13,31 @@ then applies ``project`` (projected gradient, e.g. onto the simplex). Weight dec
 ``penalty``, so the history's "objective" is F on the full data and compares exactly with a
 certified convex optimum. ``aux_loss`` (e.g. MoE load balancing) is a per-batch MEAN-type term:
 weighted by N it keeps its usual weight relative to the mean loss; it is minimized but kept out
-of F and reported apart.
+of F and reported apart. ::
+
+    trainer = Trainer(objective, make_optimizer("adam", 1e-2), penalty=penalty, batch_size=64)
+    result = trainer.run(params, data, steps=1000, seed=0)   # TrainResult
+    state = trainer.update(trainer.init(params, seed=0), data, steps=10)  # TrainState
+
+Compilations: the steps are one module-level jitted loop whose static argument is the Trainer, a
+frozen dataclass equal to another when its fields are. ``baselines.optim.make_optimizer`` and the
+baselines' objectives and penalties (``heads.objective``, ``heads.WeightDecay``,
+``transformer.objective``, ``mlp.objective``, ...) compare equal when their settings do, so runs
+with equal settings (other seeds, other data of the same shapes, resumed runs) reuse one
+compilation. A plain function or closure equals only itself.
 
 The minibatch order and the objective's keys are pure functions of (seed, step): a run resumed
-from a checkpoint retraces the uninterrupted run bit for bit.
+from a checkpoint retraces the uninterrupted run bit for bit. A run whose objective or params
+turn non-finite stops at once with status "diverged".
 """
 
 from __future__ import annotations
 
-import numbers
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,13 +47,54 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from baselines import checkpoint
+from solvers import checks
+
 Params = Any
 Batch = Any
 Objective = Callable[[Params, Batch, jax.Array | None], tuple[jax.Array, Mapping[str, Any]]]
+STATUSES = ("completed", "stopped_early", "diverged")
 
-SCHEDULES = ("constant", "cosine")
-CHECKPOINT_FILE = "checkpoint.npz"
-_HISTORY_PREFIX = "history/"
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedObjective:
+    """An objective on batches (x, y) for a model ``predict(params, x, key) -> (pred, aux)``.
+
+    ``loss(pred, y)`` returns per-sample losses (B,); the objective is their sum. aux carries the
+    model's "aux_loss" when it has one and, with ``accuracy``, "correct": the number of samples
+    whose argmax over the last axis of pred equals the integer label y (token outputs count the
+    fraction of correct tokens of each sample). Equal when predict, loss and accuracy are.
+    """
+
+    predict: Callable[[Params, jax.Array, jax.Array | None], tuple[jax.Array, Mapping[str, Any]]]
+    loss: Callable[[jax.Array, jax.Array], jax.Array]
+    accuracy: bool = dataclasses.field(default=False, kw_only=True)
+
+    def __call__(
+        self, params: Params, batch: Batch, key: jax.Array | None
+    ) -> tuple[jax.Array, dict]:
+        x, y = batch
+        pred, model_aux = self.predict(params, x, key)
+        losses = self.loss(pred, y)
+        if losses.shape != (x.shape[0],):
+            raise ValueError(
+                f"loss must return per-sample losses {(x.shape[0],)}, got {losses.shape}"
+            )
+        aux = {k: model_aux[k] for k in ("aux_loss",) if k in model_aux}
+        if self.accuracy:
+            hits = (jnp.argmax(pred, axis=-1) == y).reshape(x.shape[0], -1)
+            aux["correct"] = hits.mean(axis=1).sum()
+        return losses.sum(), aux
+
+
+class TrainState(NamedTuple):
+    """params, opt_state, step (int32 scalar: the steps taken) and key (the run's key: the
+    minibatch order and the objective's keys derive from (key, step))."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
 
 
 class TrainResult(NamedTuple):
@@ -49,7 +102,9 @@ class TrainResult(NamedTuple):
     "time", "objective" = sum_i loss_i + penalty, "train_loss" = mean loss, and when available
     "train_accuracy", "train_aux_loss", the same three for "test_", the eval_fn metrics);
     seconds: time spent in optimizer steps (compilation and evaluation excluded, summed over
-    resumed runs); opt_state: the optimizer state; stopped_early: ``early_stop`` ended the run."""
+    resumed runs); opt_state: the optimizer state; stopped_early: ``early_stop`` ended the run;
+    status: "completed" | "stopped_early" | "diverged"; diverged_at: the logged step whose
+    objective or params were first non-finite (None unless diverged)."""
 
     params: Params
     history: dict[str, list[float]]
@@ -57,78 +112,8 @@ class TrainResult(NamedTuple):
     seconds: float
     opt_state: optax.OptState
     stopped_early: bool
-
-
-def supervised_objective(
-    predict: Callable[[Params, jax.Array, jax.Array | None], tuple[jax.Array, Mapping[str, Any]]],
-    loss: Callable[[jax.Array, jax.Array], jax.Array],
-    *,
-    accuracy: bool = False,
-) -> Objective:
-    """An objective on batches (x, y) for a model ``predict(params, x, key) -> (pred, aux)``.
-
-    ``loss(pred, y)`` returns per-sample losses (B,); the objective is their sum. aux carries the
-    model's "aux_loss" when it has one and, with ``accuracy``, "correct": the number of samples
-    whose argmax over the last axis of pred equals the integer label y (token outputs count the
-    fraction of correct tokens of each sample).
-    """
-
-    def objective(params: Params, batch: Batch, key: jax.Array | None) -> tuple[jax.Array, dict]:
-        x, y = batch
-        pred, model_aux = predict(params, x, key)
-        losses = loss(pred, y)
-        if losses.shape != (x.shape[0],):
-            raise ValueError(
-                f"loss must return per-sample losses {(x.shape[0],)}, got {losses.shape}"
-            )
-        aux = {k: model_aux[k] for k in ("aux_loss",) if k in model_aux}
-        if accuracy:
-            hits = (jnp.argmax(pred, axis=-1) == y).reshape(x.shape[0], -1)
-            aux["correct"] = hits.mean(axis=1).sum()
-        return losses.sum(), aux
-
-    return objective
-
-
-def learning_rate_schedule(
-    learning_rate: float, schedule: str, warmup_steps: int, steps: int
-) -> optax.Schedule:
-    """Linear warmup over ``warmup_steps`` (step t uses (t + 1) / warmup of the peak), then
-    "constant" or "cosine" decay to 0 at ``steps``."""
-
-    def rate(count: jax.Array) -> jax.Array:
-        count = jnp.asarray(count, float)
-        value = learning_rate * jnp.minimum(1.0, (count + 1) / max(warmup_steps, 1))
-        if schedule == "cosine":
-            frac = jnp.clip((count - warmup_steps) / max(steps - warmup_steps, 1), 0.0, 1.0)
-            value = value * 0.5 * (1 + jnp.cos(jnp.pi * frac))
-        return value
-
-    return rate
-
-
-_OPTAX: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": optax.sgd,
-    "momentum": partial(optax.sgd, momentum=0.9),
-    "adam": optax.adam,
-    "adamw": optax.adamw,
-}
-OPTIMIZERS = tuple(_OPTAX)
-
-
-def make_optimizer(
-    name: str,
-    learning_rate: optax.ScalarOrSchedule,
-    clip_norm: float | None = None,
-    options: Mapping[str, Any] | None = None,
-) -> optax.GradientTransformation:
-    """optax "sgd", "momentum" (sgd, momentum 0.9), "adam" or "adamw"; ``options`` go to the
-    optax constructor (e.g. {"b2": 0.98}). Clipping by global norm comes first when given.
-    adamw's decoupled weight decay is part of the optimizer, not of the reported objective."""
-    if name not in _OPTAX:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    tx = _OPTAX[name](learning_rate, **(options or {}))
-    return tx if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+    status: str
+    diverged_at: int | None
 
 
 def log_steps(steps: int, log_every: int | str = "log") -> list[int]:
@@ -165,20 +150,65 @@ def _check_finite(data: Any, name: str) -> None:
             raise ValueError(f"{name} contains NaN or inf")
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | np.integer)
-    if bad or value < low or (high is not None and value > high):
-        upper = "" if high is None else f" and <= {high}"
-        raise ValueError(f"{name} must be an int >= {low}{upper}, got {value!r}")
+def _chunks(data: Any, size: int | None) -> tuple[list[Any], int]:
+    """(``data`` cut into chunks of ``size`` samples (None: one chunk), N)."""
+    n = num_samples(data)
+    size = n if size is None else size
+    return [jax.tree.map(lambda a, s=s: a[s : s + size], data) for s in range(0, n, size)], n
 
 
-def _chunks(data: Any, n: int, size: int) -> list[Any]:
-    return [jax.tree.map(lambda a, s=s: a[s : s + size], data) for s in range(0, n, size)]
+@partial(jax.jit, static_argnums=0)
+def _init_opt_state(optimizer: optax.GradientTransformation, params: Params) -> optax.OptState:
+    return optimizer.init(params)  # one compilation, not one per leaf shape
 
 
-@partial(jax.jit, static_argnames="objective")
-def _evaluate(params: Params, batch: Batch, *, objective: Objective) -> tuple[jax.Array, dict]:
+@partial(jax.jit, static_argnums=0)
+def _evaluate(objective: Objective, params: Params, batch: Batch) -> tuple[jax.Array, dict]:
     return objective(params, batch, None)
+
+
+@partial(jax.jit, static_argnums=0)
+def _penalty(penalty: Callable[[Params], jax.Array], params: Params) -> jax.Array:
+    return penalty(params)
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every float entry of ``tree`` is finite: a bool scalar."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves] or [True]))
+
+
+@partial(jax.jit, static_argnums=0)
+def _advance(trainer: Trainer, state: TrainState, data: Any, count: jax.Array) -> TrainState:
+    """``state`` after ``count`` more steps on ``data`` (leading axis N) by ``trainer``."""
+    n = num_samples(data)
+    batch_size = n if trainer.batch_size is None else trainer.batch_size
+    per_epoch = n // batch_size
+    order_key, step_key = jax.random.split(state.key)
+
+    def minimized(params: Params, batch: Batch, key: jax.Array) -> jax.Array:
+        value, aux = trainer.objective(params, batch, key)
+        value = (n / batch_size) * value + n * aux.get("aux_loss", 0.0)
+        return value if trainer.penalty is None else value + trainer.penalty(params)
+
+    def batch_at(step: jax.Array) -> Any:
+        if batch_size == n:
+            return data
+        order = jax.random.permutation(jax.random.fold_in(order_key, step // per_epoch), n)
+        idx = jax.lax.dynamic_slice(order, ((step % per_epoch) * batch_size,), (batch_size,))
+        return jax.tree.map(lambda a: a[idx], data)
+
+    def body(step: jax.Array, carry: tuple[Params, optax.OptState]) -> Any:
+        params, opt_state = carry
+        grads = jax.grad(minimized)(params, batch_at(step), jax.random.fold_in(step_key, step))
+        updates, opt_state = trainer.optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params if trainer.project is None else trainer.project(params)), opt_state
+
+    stop = state.step + count
+    params, opt_state = jax.lax.fori_loop(state.step, stop, body, state[:2])
+    return TrainState(params, opt_state, stop, state.key)
 
 
 def _metrics(
@@ -187,7 +217,7 @@ def _metrics(
     """(sum of the losses, {mean loss, accuracy, aux_loss}) over the N samples of ``chunks``."""
     loss, correct, aux_loss = 0.0, None, None
     for chunk in chunks:
-        value, aux = _evaluate(params, chunk, objective=objective)
+        value, aux = _evaluate(objective, params, chunk)
         loss += float(value)
         if "correct" in aux:
             correct = (correct or 0.0) + float(aux["correct"])
@@ -201,222 +231,200 @@ def _metrics(
     return loss, out
 
 
-@lru_cache(maxsize=64)
-def _optimizer(
-    name: str,
-    learning_rate: float,
-    schedule: str,
-    warmup_steps: int,
-    steps: int,
-    clip_norm: float | None,
-    options: tuple[tuple[str, Any], ...],
-) -> optax.GradientTransformation:
-    """One optimizer object per setting, so the jitted steps compile once per setting."""
-    rate = learning_rate_schedule(learning_rate, schedule, warmup_steps, steps)
-    return make_optimizer(name, rate, clip_norm, dict(options))
-
-
-@partial(jax.jit, static_argnames=("objective", "tx", "batch_size", "penalty", "project"))
-def _run_steps(
-    state: Any,
-    data: Any,
-    keys: jax.Array,
-    start: jax.Array,
-    stop: jax.Array,
-    *,
-    objective: Objective,
-    tx: optax.GradientTransformation,
-    batch_size: int,
-    penalty: Callable[[Params], jax.Array] | None,
-    project: Callable[[Params], Params] | None,
-) -> Any:
-    """(params, opt_state) after the steps start..stop-1; keys = (minibatch order, objective)."""
-    n = num_samples(data)
-    per_epoch = n // batch_size
-    order_key, step_key = keys
-
-    def minimized(params: Params, batch: Batch, key: jax.Array) -> jax.Array:
-        value, aux = objective(params, batch, key)
-        value = (n / batch_size) * value + n * aux.get("aux_loss", 0.0)
-        return value if penalty is None else value + penalty(params)
-
-    def batch_at(step: jax.Array) -> Any:
-        if batch_size == n:
-            return data
-        order = jax.random.permutation(jax.random.fold_in(order_key, step // per_epoch), n)
-        idx = jax.lax.dynamic_slice(order, ((step % per_epoch) * batch_size,), (batch_size,))
-        return jax.tree.map(lambda a: a[idx], data)
-
-    def body(step: jax.Array, state: Any) -> Any:
-        params, opt_state = state
-        key = jax.random.fold_in(step_key, step)
-        grads = jax.grad(minimized)(params, batch_at(step), key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params if project is None else project(params)), opt_state
-
-    return jax.lax.fori_loop(start, stop, body, state)
-
-
-def _save(path: Path, state: Any, step: int, seconds: float, history: dict, meta: dict) -> None:
-    arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
-    arrays |= {_HISTORY_PREFIX + k: np.asarray(v) for k, v in history.items()}
-    arrays |= {k: np.asarray(v) for k, v in meta.items()}
-    arrays |= {"step": np.asarray(step), "seconds": np.asarray(seconds)}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
-def _load(path: Path, template: Any, meta: dict) -> tuple[Any, int, float, dict]:
-    leaves, treedef = jax.tree.flatten(template)
-    with np.load(path, allow_pickle=False) as f:
-        for k, v in meta.items():
-            if f[k].item() != v:
-                raise ValueError(f"checkpoint {path} was written with {k}={f[k].item()}, not {v}")
-        if sum(k.startswith("leaf_") for k in f.files) != len(leaves):
-            raise ValueError(f"checkpoint {path} does not match these params / optimizer")
-        loaded = [f[f"leaf_{i:05d}"] for i in range(len(leaves))]
-        if any(
-            a.shape != np.shape(b) or a.dtype != jnp.result_type(b)
-            for a, b in zip(loaded, leaves, strict=True)
-        ):
-            raise ValueError(f"checkpoint {path} does not match these params / optimizer")
-        history = {
-            k.removeprefix(_HISTORY_PREFIX): f[k].tolist()
-            for k in f.files
-            if k.startswith(_HISTORY_PREFIX)
-        }
-        state = jax.tree.unflatten(treedef, [jnp.asarray(a) for a in loaded])
-        return state, int(f["step"]), float(f["seconds"]), history
-
-
-def train(
-    objective: Objective,
-    params: Params,
-    data: Any,
-    *,
-    learning_rate: float,
-    steps: int,
-    optimizer: str = "adam",
-    optimizer_options: Mapping[str, Any] | None = None,
-    schedule: str = "constant",
-    warmup_steps: int = 0,
-    batch_size: int | None = None,
-    penalty: Callable[[Params], jax.Array] | None = None,
-    clip_norm: float | None = None,
-    project: Callable[[Params], Params] | None = None,
-    eval_fn: Callable[[Params], Mapping[str, float]] | None = None,
-    test_data: Any = None,
-    eval_batch_size: int | None = None,
-    log_every: int | str = "log",
-    early_stop: Callable[[dict[str, float]], bool] | None = None,
-    seed: int = 0,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1000,
-    progress: bool = True,
-) -> TrainResult:
-    """Minimize sum_i loss_i + penalty over ``params`` by ``steps`` optimizer steps.
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Minimizes sum_i loss_i + penalty over params by an optax optimizer (module doc).
 
     objective: ``(params, batch, key) -> (sum of the batch's losses, aux)``; key is None when
       evaluating. aux may hold "aux_loss" (minimized, reported apart) and "correct" (count of
-      correct samples, for accuracies). See ``supervised_objective``.
-    data / test_data: pytrees of arrays with a common leading sample axis N.
-    batch_size: B (None: full batch, B = N). Each epoch is a fresh permutation of the N samples
-      cut into N // B batches. eval_batch_size: chunk size of the full-data evaluations (default
-      N, all at once; set it to bound their memory).
-    optimizer, optimizer_options, learning_rate, schedule, warmup_steps, clip_norm: see
-      ``make_optimizer`` and ``learning_rate_schedule`` (option values must be hashable).
-      The jitted steps are compiled once per (objective, penalty, project, optimizer setting,
-      batch size, data shapes): repeated calls, other seeds and resumed runs reuse them.
+      correct samples, for accuracies). See ``SupervisedObjective``.
+    optimizer: an ``optax.GradientTransformation`` (``baselines.optim.make_optimizer``).
+    penalty: ``params -> scalar`` added to the objective (e.g. ``heads.WeightDecay``).
     project: ``params -> params`` applied after every update (projected gradient).
-      objective, penalty and project are static arguments of the jitted steps: hashable
-      callables (functions are), reused across calls to reuse the compilation.
-    log_every: "log" (log-spaced) or an int; at each logged step the history gets the full-data
-      objective and metrics, eval_fn(params)'s entries, and early_stop(record) may end the run.
-    checkpoint_dir: when given, a checkpoint (params, optimizer state, step, history, seconds) is
-      written there every ``checkpoint_every`` steps and at the end, and a run finding one there
-      resumes from it (same seed, batch size and N required; keeping the other settings, e.g.
-      ``steps`` for a cosine schedule, is the caller's part).
+    batch_size: B (None: full batch, B = N). Each epoch is a fresh permutation of the N samples
+      cut into N // B batches.
+
+    The fields are the static argument of the compiled steps: hashable, and equal across
+    Trainers exactly when those should share compilations (see the module doc).
     """
-    for name, fn in (("objective", objective), ("penalty", penalty), ("project", project)):
-        if fn is not None and not callable(fn):
-            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    n = num_samples(data, "data")
-    n_test = None if test_data is None else num_samples(test_data, "test_data")
-    _check_finite(data, "data")
-    _check_finite(test_data, "test_data")
-    _check_int("steps", steps, 0)
-    _check_int("warmup_steps", warmup_steps, 0, steps)
-    _check_int("seed", seed, 0)
-    _check_int("checkpoint_every", checkpoint_every, 1)
-    batch = n if batch_size is None else batch_size
-    _check_int("batch_size", batch, 1, n)
-    eval_batch = n if eval_batch_size is None else eval_batch_size
-    _check_int("eval_batch_size", eval_batch, 1)
-    if log_every != "log":
-        _check_int("log_every", log_every, 1)
-    if not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm!r}")
-    options = tuple(sorted((optimizer_options or {}).items()))
-    tx = _optimizer(optimizer, learning_rate, schedule, warmup_steps, steps, clip_norm, options)
 
-    data = jax.tree.map(jnp.asarray, data)
-    state = (params, jax.jit(tx.init)(params))  # one compilation, not one per leaf shape
-    step, seconds, history = 0, 0.0, {}
-    path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"seed": seed, "batch_size": batch, "num_samples": n}
-    if path is not None and path.exists():
-        state, step, seconds, history = _load(path, state, meta)
+    objective: Objective
+    optimizer: optax.GradientTransformation
+    penalty: Callable[[Params], jax.Array] | None = None
+    project: Callable[[Params], Params] | None = None
+    batch_size: int | None = None
 
-    keys = jax.random.split(jax.random.key(seed))
-    run = partial(
-        _run_steps, objective=objective, tx=tx, batch_size=batch, penalty=penalty, project=project
-    )
-    jax.block_until_ready(run(state, data, keys, jnp.int32(step), jnp.int32(step)))  # compile
-    train_chunks = _chunks(data, n, eval_batch)
-    test_chunks = None if test_data is None else _chunks(test_data, n_test, eval_batch)
+    def __post_init__(self) -> None:
+        for name in ("objective", "penalty", "project"):
+            fn = getattr(self, name)
+            if not callable(fn) and (fn is not None or name == "objective"):
+                raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+        if not all(callable(getattr(self.optimizer, m, None)) for m in ("init", "update")):
+            raise TypeError(
+                "optimizer must be an optax.GradientTransformation (see make_optimizer), got "
+                f"{type(self.optimizer).__name__}"
+            )
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", checks.integer("batch_size", self.batch_size, 1))
+        for field in dataclasses.fields(self):
+            checks.hashable(field.name, getattr(self, field.name))
 
-    def record() -> dict[str, float]:
-        loss, train_metrics = _metrics(objective, state[0], train_chunks, n, "train")
-        if penalty is not None:
-            loss += float(jax.jit(penalty)(state[0]))
-        entry = {"step": step, "time": seconds, "objective": loss, **train_metrics}
-        if test_chunks is not None:
-            entry |= _metrics(objective, state[0], test_chunks, n_test, "test")[1]
-        if eval_fn is not None:
-            entry |= {k: float(v) for k, v in eval_fn(state[0]).items()}
-        for k, v in entry.items():
-            history.setdefault(k, []).append(v)
-        return entry
+    def init(self, params: Params, seed: int = 0) -> TrainState:
+        """The state before the first step of a run with ``seed``."""
+        checks.integer("seed", seed, 0)
+        opt_state = _init_opt_state(self.optimizer, params)
+        return TrainState(params, opt_state, jnp.int32(0), jax.random.key(seed))
 
-    logs = log_steps(steps, log_every)
-    events = sorted(set(logs) | set(range(checkpoint_every, steps, checkpoint_every)))
-    chunk = max(1, steps // 100)  # keeps the progress bar moving between far-apart events
-    stopped = False
-    if step in logs and (not history or history["step"][-1] != step):
-        entry = record()
-        stopped = early_stop is not None and early_stop(entry)
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train")
-    while step < steps and not stopped:
-        stop = min(min(e for e in events if e > step), step + chunk)
-        tic = time.perf_counter()
-        state = jax.block_until_ready(run(state, data, keys, jnp.int32(step), jnp.int32(stop)))
-        seconds += time.perf_counter() - tic
-        bar.update(stop - step)
-        step = stop
-        if step in logs:
-            entry = record()
+    def update(self, state: TrainState, data: Any, steps: int = 1) -> TrainState:
+        """``state`` after ``steps`` more optimizer steps on ``data`` (a pytree of arrays with a
+        common leading sample axis N >= batch_size), in one compiled loop."""
+        n = num_samples(data, "data")
+        checks.integer("batch_size", n if self.batch_size is None else self.batch_size, 1, n)
+        return _advance(self, state, data, jnp.int32(checks.integer("steps", steps, 0)))
+
+    def run(
+        self,
+        params: Params,
+        data: Any,
+        steps: int,
+        *,
+        seed: int = 0,
+        test_data: Any = None,
+        eval_fn: Callable[[Params], Mapping[str, float]] | None = None,
+        eval_batch_size: int | None = None,
+        log_every: int | str = "log",
+        early_stop: Callable[[dict[str, float]], bool] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1000,
+        progress: bool = True,
+    ) -> TrainResult:
+        """``steps`` optimizer steps from ``params`` on ``data``, logged and checkpointed.
+
+        data / test_data: pytrees of finite arrays with a common leading sample axis N.
+        seed: the minibatch order and the objective's keys (pure functions of (seed, step)).
+        eval_batch_size: chunk size of the full-data evaluations (default N, all at once; set it
+          to bound their memory).
+        log_every: "log" (``log_steps``) or an int; at each logged step the history gets the
+          full-data objective and metrics, eval_fn(params)'s entries, and early_stop(record)
+          may end the run (status "stopped_early").
+        A non-finite logged objective, or params found non-finite after any chunk of steps
+        (logged there), ends the run at once: status "diverged", diverged_at that step.
+        checkpoint_dir: when given, a checkpoint (params, optimizer state, step, history,
+          seconds) is written there every ``checkpoint_every`` steps and at the end, and a run
+          finding one there resumes from it (same seed, batch size and N required; keeping the
+          other settings, e.g. the optimizer's ``steps`` for a cosine schedule, is the caller's
+          part).
+        """
+        n, batch = self._check_run(data, test_data, steps, eval_batch_size, log_every)
+        checks.integer("checkpoint_every", checkpoint_every, 1)
+        data = jax.tree.map(jnp.asarray, data)
+        evaluation = _Evaluation(
+            self,
+            _chunks(data, eval_batch_size),
+            None if test_data is None else _chunks(test_data, eval_batch_size),
+            eval_fn,
+        )
+        path = None if checkpoint_dir is None else Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE
+        meta = {"seed": seed, "batch_size": batch, "num_samples": n}
+        state, seconds, history = _restore(path, self.init(params, seed), meta)
+        step = int(state.step)
+        jax.block_until_ready(_advance(self, state, data, jnp.int32(0)))  # compile, untimed
+
+        logs = log_steps(steps, log_every)
+        events = sorted(set(logs) | set(range(checkpoint_every, steps, checkpoint_every)))
+        chunk = max(1, steps // 100)  # keeps the progress bar moving between far-apart events
+        bar = tqdm(total=steps, initial=step, disable=not progress, desc="train")
+
+        def log() -> str | None:
+            """Record the state in the history; the status it ends the run with, if any."""
+            entry = evaluation(state.params, step, seconds)
+            for k, v in entry.items():
+                history.setdefault(k, []).append(v)
             bar.set_postfix(objective=f"{entry['objective']:.4g}")
-            stopped = early_stop is not None and early_stop(entry)
-        if path is not None and (step % checkpoint_every == 0 or stopped or step == steps):
-            _save(path, state, step, seconds, history, meta)
-    bar.close()
-    return TrainResult(state[0], history, step, seconds, state[1], stopped)
+            if not (np.isfinite(entry["objective"]) and bool(_all_finite(state.params))):
+                return "diverged"
+            return "stopped_early" if early_stop is not None and early_stop(entry) else None
+
+        status = None
+        if history and not np.isfinite(history["objective"][-1]):
+            status = "diverged"  # resumed from the checkpoint of a diverged run
+        elif step in logs and (not history or history["step"][-1] != step):
+            status = log()
+        while step < steps and status is None:
+            stop = min(min(e for e in events if e > step), step + chunk)
+            tic = time.perf_counter()
+            state = jax.block_until_ready(_advance(self, state, data, jnp.int32(stop - step)))
+            seconds += time.perf_counter() - tic
+            bar.update(stop - step)
+            step = stop
+            if step in logs or not _all_finite(state.params):
+                status = log()
+            if path is not None and (step % checkpoint_every == 0 or status or step == steps):
+                checkpoint.save(path, state[:2], step, seconds, history, meta)
+        bar.close()
+        status = status or "completed"
+        diverged_at = int(history["step"][-1]) if status == "diverged" else None
+        stopped_early = status == "stopped_early"
+        params, opt_state = state[:2]
+        return TrainResult(
+            params, history, step, seconds, opt_state, stopped_early, status, diverged_at
+        )
+
+    def _check_run(
+        self, data: Any, test_data: Any, steps: int, eval_batch_size: Any, log_every: Any
+    ) -> tuple[int, int]:
+        """(N, B) after checking ``run``'s data and arguments; ValueError naming the bad one."""
+        n = num_samples(data, "data")
+        _check_finite(data, "data")
+        if test_data is not None:
+            num_samples(test_data, "test_data")
+            _check_finite(test_data, "test_data")
+        checks.integer("steps", steps, 0)
+        if eval_batch_size is not None:
+            checks.integer("eval_batch_size", eval_batch_size, 1)
+        if isinstance(log_every, str):
+            checks.choice("log_every", log_every, ("log",))
+        else:
+            checks.integer("log_every", log_every, 1)
+        batch = n if self.batch_size is None else self.batch_size
+        return n, checks.integer("batch_size", batch, 1, n)
+
+
+def _restore(
+    path: Path | None, state: TrainState, meta: dict
+) -> tuple[TrainState, float, dict[str, list[float]]]:
+    """(state, seconds, history) of the checkpoint at ``path`` if there is one (its settings
+    must equal ``meta``), else of a fresh run from ``state``."""
+    if path is None or not path.exists():
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return state, 0.0, {}
+    (params, opt_state), step, seconds, history = checkpoint.load(path, state[:2], meta)
+    return (
+        state._replace(params=params, opt_state=opt_state, step=jnp.int32(step)),
+        seconds,
+        history,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evaluation:
+    """The history record of params: full-data objective (losses + penalty) and metrics on the
+    train (and test) chunks, and eval_fn's entries."""
+
+    trainer: Trainer
+    train: tuple[list[Any], int]  # (chunks, N)
+    test: tuple[list[Any], int] | None
+    eval_fn: Callable[[Params], Mapping[str, float]] | None
+
+    def __call__(self, params: Params, step: int, seconds: float) -> dict[str, float]:
+        objective, penalty = self.trainer.objective, self.trainer.penalty
+        loss, train_metrics = _metrics(objective, params, *self.train, "train")
+        if penalty is not None:
+            loss += float(_penalty(penalty, params))
+        entry = {"step": step, "time": seconds, "objective": loss, **train_metrics}
+        if self.test is not None:
+            entry |= _metrics(objective, params, *self.test, "test")[1]
+        if self.eval_fn is not None:
+            entry |= {k: float(v) for k, v in self.eval_fn(params).items()}
+        return entry

@@ -17,7 +17,7 @@ or None (no FFN sublayer, as in a GSS stack); ``moe_every=k`` swaps "moe" in eve
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import jax
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from baselines import simplex
 from baselines.attention import dense
 from baselines.registry import Aux, Layer, LayerConfig, Params, get_ffn, get_mixer
-from baselines.train import Objective, supervised_objective
+from baselines.train import Objective, SupervisedObjective
+from solvers import checks
 
 NORMS = ("pre", "post")
 POSITIONS = ("learned", "sinusoidal", "none")
@@ -34,16 +35,6 @@ OUTPUTS = ("classification", "regression", "token")
 POOLINGS = ("mean", "first", "last")
 LN_EPS = 1e-5
 _PROJECTIONS: dict[str, Callable[[Params, LayerConfig], Params]] = {"simplex": simplex.project}
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -80,30 +71,32 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         for name in ("width", "depth", "heads", "max_len", "hidden_ratio", "num_outputs"):
-            _check_positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, checks.integer(name, getattr(self, name), 1))
         if self.width % self.heads:
             raise ValueError(f"heads={self.heads} must divide width={self.width}")
         if (self.vocab_size is None) == (self.input_dim is None):
             raise ValueError("give exactly one of vocab_size (token ids) or input_dim (features)")
-        if self.vocab_size is not None:
-            _check_positive_int("vocab_size", self.vocab_size)
-        if self.input_dim is not None:
-            _check_positive_int("input_dim", self.input_dim)
+        for name in ("vocab_size", "input_dim"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, checks.integer(name, getattr(self, name), 1))
         if not isinstance(self.mixer, str) and len(self.mixer) != self.depth:
             raise ValueError(f"mixer must be a name or {self.depth} names, got {self.mixer!r}")
-        if isinstance(self.moe_every, bool) or not isinstance(self.moe_every, int):
-            raise ValueError(f"moe_every must be an int >= 0, got {self.moe_every!r}")
-        if self.moe_every < 0:
-            raise ValueError(f"moe_every must be an int >= 0, got {self.moe_every!r}")
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("positions", self.positions, POSITIONS)
-        _check_choice("output", self.output, OUTPUTS)
-        _check_choice("pooling", self.pooling, POOLINGS)
+        object.__setattr__(self, "moe_every", checks.integer("moe_every", self.moe_every, 0))
+        checks.choice("norm", self.norm, NORMS)
+        checks.choice("positions", self.positions, POSITIONS)
+        checks.choice("output", self.output, OUTPUTS)
+        checks.choice("pooling", self.pooling, POOLINGS)
         for name in self.mixers:
             get_mixer(name)
         for name in self.ffns:
             if name is not None:
                 get_ffn(name)
+
+    def __hash__(self) -> int:
+        """By value, ``options`` as its sorted items (hashable values): equal configs key the
+        same compilations."""
+        values = [getattr(self, f.name) for f in fields(self) if f.name != "options"]
+        return hash((*values, tuple(sorted(self.options.items()))))
 
     @property
     def mixers(self) -> tuple[str, ...]:
@@ -271,7 +264,7 @@ def attention_maps(params: Params, x: jax.Array, cfg: TransformerConfig) -> list
 
 
 def project(params: Params, cfg: TransformerConfig) -> Params:
-    """Put every projected-simplex W_1 back on the simplex: the ``project`` step for ``train``."""
+    """Put every projected-simplex W_1 back on the simplex: the Trainer's ``project`` step."""
     lcfg = cfg.layer_config
     layers = [
         {**layer, "mixer": _PROJECTIONS[name](layer["mixer"], lcfg)}
@@ -282,19 +275,28 @@ def project(params: Params, cfg: TransformerConfig) -> Params:
     return {**params, "layers": layers}
 
 
+@dataclass(frozen=True)
+class Predictor:
+    """``(params, x, key) -> apply(params, x, cfg, ...)``: with a key (training) layers run with
+    ``train=True``, without one (evaluation) deterministic. Equal when the configs are."""
+
+    cfg: TransformerConfig
+
+    def __call__(
+        self, params: Params, x: jax.Array, key: jax.Array | None
+    ) -> tuple[jax.Array, Aux]:
+        return apply(params, x, self.cfg, key=key, train=key is not None)
+
+
 def objective(
     cfg: TransformerConfig,
     loss: Callable[[jax.Array, jax.Array], jax.Array],
     *,
     accuracy: bool | None = None,
 ) -> Objective:
-    """The ``train`` objective on batches (x, y): sum of ``loss(out, y)`` (per-sample, (B,)),
-    with the layers' aux_loss; accuracy (argmax over outputs) defaults to classification/token.
-    With a key (training) layers run with ``train=True``; without one (evaluation) deterministic."""
-
-    def predict(params: Params, x: jax.Array, key: jax.Array | None) -> tuple[jax.Array, Aux]:
-        return apply(params, x, cfg, key=key, train=key is not None)
-
+    """The Trainer objective on batches (x, y): sum of ``loss(out, y)`` (per-sample, (B,)), with
+    the layers' aux_loss; accuracy (argmax over outputs) defaults to classification/token.
+    Equal settings give equal objectives (``Predictor``)."""
     if accuracy is None:
         accuracy = cfg.output != "regression"
-    return supervised_objective(predict, loss, accuracy=accuracy)
+    return SupervisedObjective(Predictor(cfg), loss, accuracy=accuracy)

@@ -59,7 +59,8 @@ import convextx as cx
 import solvers
 from baselines import heads as heads_module
 from baselines import transformer
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from experiments import _common
 
 NAME = "frozen_encoder"
@@ -185,15 +186,17 @@ def digits_features(cfg: dict[str, Any], progress: bool) -> Features:
         width=cfg["width"], depth=cfg["depth"], heads=cfg["heads"], max_len=n, input_dim=f,
         num_outputs=task.num_classes, norm="pre", positions="learned", pooling="mean",
     )  # fmt: skip
-    res = train(
+    trainer = Trainer(
         transformer.objective(tcfg, optax.softmax_cross_entropy_with_integer_labels),
+        make_optimizer(
+            "adamw", cfg["pretrain_lr"], options={"weight_decay": cfg["pretrain_weight_decay"]}
+        ),
+        batch_size=min(cfg["pretrain_batch"], len(y_train)),
+    )
+    res = trainer.run(
         transformer.init(jax.random.key(0), tcfg),
         (jnp.asarray(X_train), jnp.asarray(y_train)),
-        learning_rate=cfg["pretrain_lr"],
-        steps=cfg["pretrain_steps"],
-        optimizer="adamw",
-        optimizer_options={"weight_decay": cfg["pretrain_weight_decay"]},
-        batch_size=min(cfg["pretrain_batch"], len(y_train)),
+        cfg["pretrain_steps"],
         test_data=(jnp.asarray(X_test), jnp.asarray(y_test)),
         progress=progress,
     )
@@ -339,28 +342,24 @@ def fit_convex(F: Features, beta: float, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=4)
-def _heads_objective() -> Any:
-    """One objective object, so the jitted steps compile once."""
-    return heads_module.objective("vector", squared_loss)
-
-
 def _adam_run(
     method: str, seed: int, objective: Any, params: Any, predict: Callable, F: Features,
     lr: float, cfg: dict[str, Any], penalty: Callable | None, progress: bool,
     batch_size: int | None = None,
 ) -> tuple[dict[str, Any], Any]:  # fmt: skip
-    """Adam through ``baselines.train.train`` (full batch unless ``batch_size``), the metrics
+    """Adam through a ``baselines.train.Trainer`` (full batch unless ``batch_size``), the metrics
     logged at log-spaced steps on the full train and test sets."""
     predict = jax.jit(predict)
-    res = train(
+    trainer = Trainer(
         objective,
+        make_optimizer("adam", lr),
+        penalty=penalty,
+        batch_size=None if batch_size is None else min(batch_size, len(F.X_train)),
+    )
+    res = trainer.run(
         params,
         (jnp.asarray(F.X_train), jnp.asarray(F.T_train)),
-        learning_rate=lr,
-        steps=cfg["steps"],
-        batch_size=None if batch_size is None else min(batch_size, len(F.X_train)),
-        penalty=penalty,
+        cfg["steps"],
         eval_fn=lambda p: metrics(functools.partial(predict, p), F),
         seed=seed,
         progress=progress,
@@ -391,10 +390,9 @@ def fit_simplex_heads(
     def predict(p: Any, X: jax.Array) -> jax.Array:
         return heads_module.forward("vector", heads_module.to_heads(p, "vector"), X)
 
-    penalty = functools.partial(heads_module.penalty, "vector", beta=beta)
     run, params = _adam_run(
-        "simplex_heads", seed, _heads_objective(), params, predict, F, cfg["heads_lr"], cfg,
-        penalty, progress,
+        "simplex_heads", seed, heads_module.objective("vector", squared_loss), params, predict, F,
+        cfg["heads_lr"], cfg, heads_module.WeightDecay("vector", beta), progress,
     )  # fmt: skip
     heads = {k: np.asarray(v) for k, v in heads_module.to_heads(params, "vector").items()}
     run["heads"] = c * n

@@ -11,7 +11,7 @@ decoder read out at the last token "="):
                   samples (a different model class from softmax attention, not a reformulation);
 - ``2L-softmax``, ``2L-L1`` (simplex in layer 1 only), ``2L-L12`` (simplex in layers 1 and 2).
 
-Every model is trained by ``baselines.train.train`` with the openai/grok recipe (as reconstructed
+Each model is trained by ``baselines.train.Trainer`` with the openai/grok recipe (as reconstructed
 by a third party; paper-notes 7.2): AdamW lr 1e-3, betas (0.9, 0.98), eps 1e-8, decoupled weight
 decay, 10-step linear warmup then constant rate, minibatches of 512 (the whole train split when
 it is smaller), width 128, 4 heads, post-LayerNorm, sinusoidal positions, loss = cross-entropy on
@@ -59,7 +59,8 @@ import optax
 
 import convextx as cx
 from baselines import transformer
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from experiments import _common
 
 NAME = "grokking"
@@ -167,21 +168,27 @@ def train_model(
     params = transformer.init(jax.random.key(seed), tcfg)
     data = (jnp.asarray(task.tokens_train), jnp.asarray(task.y_train))
     test = (jnp.asarray(task.tokens_test), jnp.asarray(task.y_test))
-    res = train(
-        transformer.objective(tcfg, optax.softmax_cross_entropy_with_integer_labels),
-        params,
-        data,
-        learning_rate=cfg["learning_rate"],
+    optimizer = make_optimizer(
+        "adamw",
+        cfg["learning_rate"],
+        warmup_steps=cfg["warmup"],
         steps=cfg["steps"],
-        optimizer="adamw",
-        optimizer_options={
+        options={
             "b1": cfg["betas"][0],
             "b2": cfg["betas"][1],
             "eps": cfg["eps"] * len(task.y_train),  # = eps on the mean loss (see module doc)
             "weight_decay": cfg["weight_decay"],
         },
-        warmup_steps=cfg["warmup"],
+    )
+    trainer = Trainer(
+        transformer.objective(tcfg, optax.softmax_cross_entropy_with_integer_labels),
+        optimizer,
         batch_size=min(cfg["batch_size"], len(task.y_train)),
+    )
+    res = trainer.run(
+        params,
+        data,
+        cfg["steps"],
         test_data=test,
         seed=seed,
         log_every=max(1, cfg["steps"] // LOG_POINTS),

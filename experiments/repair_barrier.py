@@ -1,7 +1,7 @@
 """Loss barriers between two independently trained networks: naive, permuted, permuted + REPAIR.
 
 For each MLP width x depth, two ReLU MLPs are trained on scikit-learn's digits (8x8 images
-flattened to 64 features) from different seeds with the shared loop ``baselines.train``. Then the
+flattened to 64 features) from different seeds by one ``baselines.train.Trainer``. Then the
 test loss and error are measured along the straight line between them (Jordan et al. 2022,
 arXiv 2211.08403; barrier of Entezari et al. 2021):
 
@@ -40,7 +40,8 @@ import optax
 from tqdm.auto import tqdm
 
 from baselines import align, heads, mlp, repair
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from convextx.tasks import digits
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "repair_barrier.json"
@@ -111,15 +112,17 @@ def mlp_pair(width: int, depth: int, task: Any, args: argparse.Namespace) -> dic
     X_test = jnp.asarray(task.X_test.reshape(task.n_test, -1), jnp.float32)
     cfg = mlp.MLPConfig(X_train.shape[1], (width,) * depth, task.num_classes, args.layer_norm)
     site = "norm" if args.layer_norm else "linear"
+    trainer = Trainer(
+        mlp.objective(),
+        make_optimizer("adam", args.learning_rate),
+        penalty=mlp.WeightDecay(args.weight_decay),
+        batch_size=args.batch_size,
+    )
     nets = [
-        train(
-            mlp.objective(),
+        trainer.run(
             mlp.init(jax.random.PRNGKey(seed), cfg),
             (X_train, task.y_train),
-            learning_rate=args.learning_rate,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            penalty=partial(mlp.penalty, beta=args.weight_decay),
+            args.steps,
             seed=seed,
             log_every=args.steps,
             progress=False,
@@ -177,19 +180,21 @@ def heads_pair(task: Any, args: argparse.Namespace) -> dict[str, Any]:
     X_test = jnp.asarray(task.X_test, jnp.float32)
     _, n, d = X_train.shape
     ce = optax.softmax_cross_entropy_with_integer_labels
+    trainer = Trainer(
+        heads.objective("vector", ce, accuracy=True),
+        make_optimizer("adam", args.heads_learning_rate),
+        penalty=heads.WeightDecay("vector", args.heads_beta),
+        batch_size=args.batch_size,
+    )
     models = []
     for seed in args.seeds:
         params = heads.init_params(
             jax.random.PRNGKey(seed), "vector", args.heads, n, d, c=task.num_classes
         )
-        res = train(
-            heads.objective("vector", ce, accuracy=True),
+        res = trainer.run(
             params,
             (X_train, task.y_train),
-            learning_rate=args.heads_learning_rate,
-            steps=args.heads_steps,
-            batch_size=args.batch_size,
-            penalty=partial(heads.penalty, "vector", beta=args.heads_beta),
+            args.heads_steps,
             seed=seed,
             log_every=args.heads_steps,
             progress=False,

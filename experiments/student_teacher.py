@@ -12,7 +12,7 @@ Methods, per (teacher, problem, data seed):
 - convex: ``ConvexAttention`` by FISTA (the certified optimum p* and its dual lower bound) and
   by cvxpy (an independent route to the same value);
 - the same architecture (``baselines.heads``, h = n c heads, enough for exact recovery) trained
-  by Adam and by SGD with ``baselines.train.train`` (full batch), with both simplex
+  by Adam and by SGD with a ``baselines.train.Trainer`` (full batch), with both simplex
   parameterizations ("softmax" logits, "projection"), from several random starts; objective =
   sum loss + exact weight decay, scored by ``cx.nonconvex_objective`` and compared with p*:
   it may never fall below the certified lower bound (asserted);
@@ -52,7 +52,8 @@ import convextx as cx
 import solvers
 from baselines import heads as heads_module
 from baselines import transformer
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from experiments import _common
 from solvers.fista import HISTORY_LENGTH
 
@@ -172,11 +173,16 @@ def setting(problem: str) -> tuple[str, str, int]:
     return ("scalar", "squared", 1) if problem == "regression" else ("vector", "cross_entropy", 2)
 
 
+def _half_squared(pred: jax.Array, y: jax.Array) -> jax.Array:
+    return 0.5 * (pred.reshape(y.shape) - y) ** 2
+
+
 def per_sample_loss(problem: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """The loss of MATH.md per sample: 1/2 (pred - y)^2 or logsumexp(pred) - pred[y]."""
+    """The loss of MATH.md per sample: 1/2 (pred - y)^2 or logsumexp(pred) - pred[y]; module-level
+    functions, so the objectives built from them are equal across runs (one compilation)."""
     if problem == "classification":
         return optax.softmax_cross_entropy_with_integer_labels
-    return lambda pred, y: 0.5 * (pred.reshape(y.shape) - y) ** 2
+    return _half_squared
 
 
 def fit_convex(task: Any, kind: str, beta: float, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -232,14 +238,6 @@ def fit_convex(task: Any, kind: str, beta: float, cfg: dict[str, Any]) -> dict[s
     }
 
 
-@functools.lru_cache(maxsize=8)
-def _heads_objective(kind: str, problem: str) -> Any:
-    """One objective per setting, so the jitted steps compile once per (setting, optimizer)."""
-    return heads_module.objective(
-        kind, per_sample_loss(problem), accuracy=problem == "classification"
-    )
-
-
 def _error_curve(history: dict[str, list[float]], problem: str, y_test: np.ndarray) -> list:
     if problem == "classification":
         return _round(1.0 - np.asarray(history["test_accuracy"]))
@@ -260,15 +258,18 @@ def train_heads(
     )
     N = task.X_train.shape[0]
     lr = rate if optimizer == "adam" else rate / N
-    res = train(
-        _heads_objective(kind, task.problem),
-        params,
-        (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-        learning_rate=lr,
-        steps=cfg["steps"],
-        optimizer=optimizer,
+    trainer = Trainer(
+        heads_module.objective(
+            kind, per_sample_loss(task.problem), accuracy=task.problem == "classification"
+        ),
+        make_optimizer(optimizer, lr),
         penalty=penalty,
         project=heads_module.project if parameterization == "projection" else None,
+    )
+    res = trainer.run(
+        params,
+        (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
+        cfg["steps"],
         test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
         seed=start,
         progress=progress,
@@ -303,11 +304,10 @@ def _weight_decay(params: Any, beta: float) -> jax.Array:
     return beta / 2 * sum(jnp.sum(leaf**2) for leaf in leaves)
 
 
-@functools.lru_cache(maxsize=8)
 def _softmax_model(
     width: int, heads: int, n: int, d: int, problem: str
 ) -> tuple[transformer.TransformerConfig, Any]:
-    """The transformer's config and objective, built once per shape so its steps compile once."""
+    """The transformer's config and objective (equal for equal arguments: one compilation)."""
     _, _, c = setting(problem)
     tcfg = transformer.TransformerConfig(
         width=width, heads=heads, max_len=n, input_dim=d, ffn=None, output=problem, num_outputs=c
@@ -322,13 +322,11 @@ def train_softmax(
     _, n, d = task.X_train.shape
     tcfg, objective = _softmax_model(cfg["width"], cfg["attn_heads"], n, d, task.problem)
     params = transformer.init(jax.random.PRNGKey(start), tcfg)
-    res = train(
-        objective,
+    trainer = Trainer(objective, make_optimizer("adam", cfg["softmax_lr"]), penalty=penalty)
+    res = trainer.run(
         params,
         (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-        learning_rate=cfg["softmax_lr"],
-        steps=cfg["steps"],
-        penalty=penalty,
+        cfg["steps"],
         test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
         seed=start,
         progress=progress,

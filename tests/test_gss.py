@@ -13,8 +13,9 @@ import pytest
 
 from baselines import gss
 from baselines import transformer as tf
+from baselines.optim import make_optimizer
 from baselines.registry import LayerConfig, get_mixer
-from baselines.train import train
+from baselines.train import Trainer
 from experiments import bench_gss
 
 
@@ -139,16 +140,16 @@ def test_loguniform_init_has_long_memory():
 
 
 @pytest.mark.parametrize(
-    ("options", "match"),
+    ("options", "error", "match"),
     [
-        ({"init": "hippo"}, "'init'"),
-        ({"state_size": 0}, "'state_size'"),
-        ({"ssm_width": 2.5}, "'ssm_width'"),
-        ({"gate_width": -1}, "'gate_width'"),
+        ({"init": "hippo"}, ValueError, "unknown GSS init 'hippo'; expected one of"),
+        ({"state_size": 0}, ValueError, r"'state_size' must be an integer in \[1, inf\)"),
+        ({"ssm_width": 2.5}, TypeError, "'ssm_width' must be an integer"),
+        ({"gate_width": -1}, ValueError, r"'gate_width' must be an integer in \[1, inf\)"),
     ],
 )
-def test_bad_options_raise(options, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_options_raise(options, error, match):
+    with pytest.raises(error, match=match):
         gss.init(_key(0), LayerConfig(width=8, options=options))
 
 
@@ -167,7 +168,7 @@ def _delayed_copy(n, length, seed, vocab=4, delay=2):
 @pytest.mark.slow
 def test_trains_in_transformer_with_shared_loop_and_generalizes_to_longer_sequences():
     """A one-layer GSS decoder (no FFN, no positional embedding) learns delayed copy at L = 16
-    with ``baselines.train``: cross-entropy falls >= 100x; then it copies at L = 64 unchanged."""
+    by a ``Trainer``: cross-entropy falls >= 100x; then it copies at L = 64 unchanged."""
 
     def cross_entropy(logits, y):
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(-1)
@@ -188,7 +189,8 @@ def test_trains_in_transformer_with_shared_loop_and_generalizes_to_longer_sequen
     data = _delayed_copy(64, 16, seed=0)
     objective = tf.objective(cfg, cross_entropy)
     initial = float(jax.jit(lambda p: objective(p, data, None)[0])(params)) / 64
-    result = train(objective, params, data, learning_rate=1e-2, steps=200, progress=False)
+    trainer = Trainer(objective, make_optimizer("adam", 1e-2))
+    result = trainer.run(params, data, 200, progress=False)
     assert result.history["train_loss"][-1] < initial / 100
     x_long, y_long = _delayed_copy(32, 64, seed=1)
     logits, _ = jax.jit(lambda p, x: tf.apply(p, x, cfg))(result.params, x_long)

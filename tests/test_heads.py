@@ -10,7 +10,8 @@ from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 from baselines import heads
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 
 N, n, d, h, c = 6, 4, 3, 3, 2
 
@@ -118,16 +119,13 @@ def test_gradients_match_finite_differences(kind, parameterization):
 )
 def test_training_keeps_attention_on_the_simplex(kind, parameterization):
     X, y = _data(kind)
-    result = train(
+    trainer = Trainer(
         heads.objective(kind, _squared),
-        _random_params(kind, parameterization),
-        (X, y),
-        learning_rate=0.3,  # large: rows hit the simplex boundary
-        steps=40,
-        penalty=partial(heads.penalty, kind, beta=0.05),
+        make_optimizer("adam", 0.3),  # large: rows hit the simplex boundary
+        penalty=heads.WeightDecay(kind, 0.05),
         project=heads.project if parameterization == "projection" else None,
-        progress=False,
     )
+    result = trainer.run(_random_params(kind, parameterization), (X, y), 40, progress=False)
     w = np.asarray(heads.attention_maps(result.params))
     assert w.shape == ((h, n, n) if kind == "sequence" else (h, n))
     assert (w >= 0).all()

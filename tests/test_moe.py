@@ -14,8 +14,9 @@ import pytest
 
 from baselines import moe
 from baselines import transformer as tf
+from baselines.optim import make_optimizer
 from baselines.registry import LayerConfig, get_ffn
-from baselines.train import train
+from baselines.train import Trainer
 
 
 def _key(seed):
@@ -229,19 +230,19 @@ def test_router_runs_in_at_least_float32(params, x):
 
 
 @pytest.mark.parametrize(
-    ("options", "match"),
+    ("options", "error", "match"),
     [
-        ({"num_experts": 0}, "'num_experts'"),
-        ({"top_k": 4}, "'top_k'"),
-        ({"capacity_factor": 0.0}, "'capacity_factor'"),
-        ({"min_capacity": 1.5}, "'min_capacity'"),
-        ({"jitter": 1.0}, "'jitter'"),
-        ({"balance_coef": -1.0}, "'balance_coef'"),
-        ({"z_coef": "big"}, "'z_coef'"),
+        ({"num_experts": 0}, ValueError, r"'num_experts' must be an integer in \[1, inf\)"),
+        ({"top_k": 4}, ValueError, r"'top_k' must be an integer in \[1, 3\]"),
+        ({"capacity_factor": 0.0}, ValueError, "'capacity_factor' must be a finite number > 0"),
+        ({"min_capacity": 1.5}, TypeError, "'min_capacity' must be an integer"),
+        ({"jitter": 1.0}, ValueError, r"'jitter' must be a finite number in \[0, 1\)"),
+        ({"balance_coef": -1.0}, ValueError, "'balance_coef' must be a finite number >= 0"),
+        ({"z_coef": "big"}, TypeError, "'z_coef' must be a real number"),
     ],
 )
-def test_bad_options_raise(options, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_options_raise(options, error, match):
+    with pytest.raises(error, match=match):
         moe.init(_key(0), _cfg(**options))
 
 
@@ -263,7 +264,7 @@ def _mixture_of_teachers(n, length=8, dim=4, seed=0):
 
 @pytest.mark.slow
 def test_trains_in_transformer_with_shared_loop():
-    """Two layers, MoE in the 2nd (moe_every=2), fit with ``baselines.train`` (aux loss included,
+    """Two layers, MoE in the 2nd (moe_every=2), fit by a ``Trainer`` (aux loss included,
     jitter on): the per-token squared error falls >= 100x, and the MoE metrics are reported."""
 
     def squared_error(pred, y):
@@ -287,7 +288,8 @@ def test_trains_in_transformer_with_shared_loop():
     data = _mixture_of_teachers(64)
     objective = tf.objective(cfg, squared_error, accuracy=False)
     initial = float(jax.jit(lambda p: objective(p, data, None)[0])(params)) / 64
-    result = train(objective, params, data, learning_rate=1e-2, steps=300, progress=False)
+    trainer = Trainer(objective, make_optimizer("adam", 1e-2))
+    result = trainer.run(params, data, 300, progress=False)
     assert result.history["train_loss"][-1] < initial / 100
     assert all(v > 0 for v in result.history["train_aux_loss"])
     _, aux = jax.jit(lambda p, x: tf.apply(p, x, cfg))(result.params, data[0])

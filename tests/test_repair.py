@@ -120,22 +120,22 @@ def test_barrier_and_reduction_check_their_arguments():
 @pytest.fixture(scope="module")
 def digits_pair():
     """Two 64-64-64 ReLU MLPs trained on sklearn digits from different seeds (fit ~100%)."""
-    from baselines.train import train
+    from baselines.optim import make_optimizer
+    from baselines.train import Trainer
     from convextx.tasks import digits
 
     task = digits(seed=0)
     X_train = task.X_train.reshape(task.n_train, -1)
     X_test = task.X_test.reshape(task.n_test, -1)
     cfg = mlp.MLPConfig(X_train.shape[1], (64, 64, 64), 10)
+    trainer = Trainer(
+        mlp.objective(), make_optimizer("adam", 1e-3), penalty=mlp.WeightDecay(3.0), batch_size=128
+    )
     nets = [
-        train(
-            mlp.objective(),
+        trainer.run(
             mlp.init(jax.random.PRNGKey(seed), cfg),
             (X_train, task.y_train),
-            learning_rate=1e-3,
-            steps=500,
-            batch_size=128,
-            penalty=lambda p: mlp.penalty(p, 3.0),
+            500,
             seed=seed,
             log_every=500,
             progress=False,

@@ -284,30 +284,63 @@ def test_unknown_settings_are_named():
     ("name", "cfg", "argument"),
     [
         ("modular", dict(p=12, op="div"), "p must be prime"),
-        ("modular", dict(op="mul"), "op must be one of"),
-        ("modular", dict(train_fraction=1.0), "train_fraction"),
+        ("modular", dict(op="mul"), "unknown op 'mul'; expected one of"),
+        (
+            "modular",
+            dict(train_fraction=1.0),
+            r"train_fraction must be a finite number in \(0, 1\)",
+        ),
         ("modular", dict(p=7, train_fraction=0.001), "train_fraction"),
-        ("modular", dict(seed=-1), "seed"),
-        ("modular", dict(embedding="learned"), "embedding must be one of"),
+        ("modular", dict(seed=-1), r"seed must be an integer in \[0, 4294967295\]"),
+        ("modular", dict(embedding="learned"), "unknown embedding 'learned'; expected one of"),
         ("modular", dict(embedding_dim=8), "embedding_dim applies to embedding='random'"),
-        ("parity", dict(embedding="random", embedding_dim=0), "embedding_dim"),
+        (
+            "parity",
+            dict(embedding="random", embedding_dim=0),
+            r"embedding_dim must be an integer in \[1,",
+        ),
         ("parity", dict(L_train=8, L_test=8), "L_train < L_test"),
-        ("parity", dict(N_train=0), "N_train"),
+        ("parity", dict(N_train=0), r"N_train must be an integer in \[1, inf\)"),
         ("delayed_copy", dict(length=5, delay=5), "delay must be < length"),
         ("associative_recall", dict(num_pairs=6, num_keys=5), "num_pairs must be <= num_keys"),
-        ("needle", dict(length=1), "length"),
+        ("needle", dict(length=1), r"length must be an integer in \[2, inf\)"),
         ("student_teacher", dict(n=3, heads=4), "heads must be <= n"),
-        ("student_teacher", dict(problem="classification", c=1), "c must be an integer >= 2"),
-        ("student_teacher", dict(teacher="mlp"), "teacher must be one of"),
-        ("student_teacher", dict(noise=-0.1), "noise"),
-        ("student_teacher", dict(d=2.5), "d must be an integer"),
-        ("digits", dict(layout="columns"), "layout must be one of"),
-        ("digits", dict(positions=1), "positions must be a bool"),
+        (
+            "student_teacher",
+            dict(problem="classification", c=1),
+            r"c must be an integer in \[2, inf\)",
+        ),
+        ("student_teacher", dict(teacher="mlp"), "unknown teacher 'mlp'; expected one of"),
+        ("student_teacher", dict(noise=-0.1), "noise must be a finite number >= 0"),
+        ("digits", dict(layout="columns"), "unknown layout 'columns'; expected one of"),
     ],
 )
 def test_bad_settings_name_the_argument(name, cfg, argument):
     with pytest.raises(ValueError, match=argument):
         tasks.load(name, **cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg", "argument"),
+    [
+        ("student_teacher", dict(d=2.5), "d must be an integer"),
+        ("modular", dict(p=True), "p must be an integer"),
+        ("modular", dict(seed=1.0), "seed must be an integer"),
+        ("modular", dict(train_fraction="half"), "train_fraction must be a real number"),
+        ("student_teacher", dict(noise=True), "noise must be a real number"),
+        ("digits", dict(positions=1), "positions must be True or False"),
+    ],
+)
+def test_settings_of_the_wrong_kind_are_type_errors(name, cfg, argument):
+    with pytest.raises(TypeError, match=argument):
+        tasks.load(name, **cfg)
+
+
+def test_numpy_scalar_settings_are_accepted():
+    task = tasks.load("modular", p=np.int64(7), train_fraction=np.float32(0.5), seed=np.int32(1))
+    config = task.metadata["config"]
+    assert type(config["p"]) is int and type(config["train_fraction"]) is float
+    assert task.n_train + task.n_test == 7 * 6  # (a, b) pairs with b != 0 for op="div"
 
 
 def _task(**changes) -> Task:

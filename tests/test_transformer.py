@@ -12,7 +12,8 @@ from jax.flatten_util import ravel_pytree
 
 from baselines import simplex
 from baselines import transformer as tf
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 
 V, L, B = 5, 6, 3
 
@@ -162,16 +163,10 @@ def _cross_entropy(logits, y):
 def test_tiny_transformer_fits_a_separable_task():
     x, y = _toy_task()
     cfg = tf.TransformerConfig(width=8, heads=2, max_len=5, vocab_size=4, num_outputs=2)
-    result = train(
-        tf.objective(cfg, _cross_entropy),
-        _init(cfg),
-        (x, y),
-        learning_rate=1e-2,
-        steps=150,
-        batch_size=16,
-        log_every=50,
-        progress=False,
+    trainer = Trainer(
+        tf.objective(cfg, _cross_entropy), make_optimizer("adam", 1e-2), batch_size=16
     )
+    result = trainer.run(_init(cfg), (x, y), 150, log_every=50, progress=False)
     assert result.history["train_accuracy"][0] < 0.9
     assert result.history["train_accuracy"][-1] > 0.95
 
@@ -191,16 +186,12 @@ def test_simplex_mixer_stays_row_stochastic_under_training(parameterization):
         options={"parameterization": parameterization},
     )
     project = partial(tf.project, cfg=cfg) if parameterization == "projection" else None
-    result = train(
+    trainer = Trainer(
         tf.objective(cfg, _cross_entropy),
-        random_params(cfg),
-        (x, y),
-        learning_rate=0.2,  # large steps: the projection must act
-        steps=30,
+        make_optimizer("adam", 0.2),  # large steps: the projection must act
         project=project,
-        log_every=30,
-        progress=False,
     )
+    result = trainer.run(random_params(cfg), (x, y), 30, log_every=30, progress=False)
     layer = result.params["layers"][0]["mixer"]
     w1 = np.asarray(simplex.mixing_matrices(layer, 5, causal=True))
     assert (w1 >= 0).all()

@@ -10,6 +10,7 @@ import numpy as np
 
 from convextx.tasks import _checks
 from convextx.tasks.base import Task
+from solvers import checks
 
 LAYOUTS = ("rows", "patches")
 
@@ -21,7 +22,7 @@ def image_tokens(images: np.ndarray, layout: str) -> np.ndarray:
     ``"patches"``: the 4 x 4 grid of 2 x 2 patches, token 4 * i + j is the patch at grid row i,
     column j, its 4 pixels in row-major order (n = 16, f = 4).
     """
-    _checks.choice("layout", layout, LAYOUTS)
+    checks.choice("layout", layout, LAYOUTS)
     if images.ndim != 3 or images.shape[1:] != (8, 8):
         raise ValueError(f"images must have shape (N, 8, 8), got {images.shape}")
     if layout == "rows":
@@ -59,11 +60,12 @@ def digits(
     metadata: ``config``, ``embedding``, ``index_train`` and ``index_test`` (the samples' indices
     into ``load_digits().images``).
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    _checks.choice("layout", layout, LAYOUTS)
-    if not isinstance(positions, bool):
-        raise ValueError(f"positions must be a bool, got {positions!r}")
-    test_fraction = _checks.fraction("test_fraction", test_fraction)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    checks.choice("layout", layout, LAYOUTS)
+    positions = checks.boolean("positions", positions)
+    test_fraction = checks.real(
+        "test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True
+    )
     (rng,) = _checks.generators(seed, 1)
     # imported here: scikit-learn takes seconds to import, and only this task needs it
     from sklearn.datasets import load_digits

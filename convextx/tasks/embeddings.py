@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from convextx.tasks import _checks
 from convextx.tasks.base import Task
+from solvers import checks
 
 EMBEDDINGS = ("onehot", "random")
 DEFAULT_RANDOM_DIM = 32
@@ -36,7 +36,7 @@ def embed(
     ``embedding_dim`` applies to ``"random"`` only (default 32); ``rng`` draws its tables and is
     required for it.
     """
-    _checks.choice("embedding", embedding, EMBEDDINGS)
+    checks.choice("embedding", embedding, EMBEDDINGS)
     N, L = tokens.shape
     if embedding == "onehot":
         if embedding_dim is not None:
@@ -55,8 +55,8 @@ def embed(
             f"onehot: X[i, k] = concat(one_hot(token, V={vocab_size}), one_hot(k, L={L})), "
             f"d = {vocab_size + L}"
         )
-    dim = _checks.integer(
-        "embedding_dim", DEFAULT_RANDOM_DIM if embedding_dim is None else embedding_dim
+    dim = checks.integer(
+        "embedding_dim", DEFAULT_RANDOM_DIM if embedding_dim is None else embedding_dim, 1
     )
     if rng is None:
         raise ValueError("rng is required for embedding='random'")

@@ -14,6 +14,7 @@ import numpy as np
 from convextx.tasks import _checks
 from convextx.tasks.base import Task
 from convextx.tasks.embeddings import token_task
+from solvers import checks
 
 OPS = ("add", "div")
 
@@ -45,10 +46,12 @@ def modular(
 
     metadata: ``config``, ``embedding``, ``token_ids`` (name -> id of the special tokens).
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    p = _checks.integer("p", p, minimum=2)
-    _checks.choice("op", op, OPS)
-    train_fraction = _checks.fraction("train_fraction", train_fraction)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    p = checks.integer("p", p, 2)
+    checks.choice("op", op, OPS)
+    train_fraction = checks.real(
+        "train_fraction", train_fraction, 0.0, 1.0, low_open=True, high_open=True
+    )
     if op == "div" and not _is_prime(p):
         raise ValueError(f"p must be prime for op='div' (b needs an inverse mod p), got {p}")
     data_rng, embed_rng = _checks.generators(seed, 2)

@@ -14,6 +14,7 @@ import numpy as np
 from convextx.tasks import _checks
 from convextx.tasks.base import Task
 from convextx.tasks.embeddings import token_task
+from solvers import checks
 
 
 def _split(array: np.ndarray, N_train: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,11 +39,11 @@ def associative_recall(
     the query q is one of the sample's keys. The label is the value's index in [0, num_values),
     i.e. its token id minus ``metadata["value_offset"]``.
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    N_train, N_test = _checks.integer("N_train", N_train), _checks.integer("N_test", N_test)
-    m = _checks.integer("num_pairs", num_pairs)
-    K = _checks.integer("num_keys", num_keys)
-    V = _checks.integer("num_values", num_values, minimum=2)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    m = checks.integer("num_pairs", num_pairs, 1)
+    K = checks.integer("num_keys", num_keys, 1)
+    V = checks.integer("num_values", num_values, 2)
     if m > K:
         raise ValueError(f"num_pairs must be <= num_keys (keys are distinct), got {m} > {K}")
     data_rng, embed_rng = _checks.generators(seed, 2)
@@ -85,10 +86,10 @@ def needle(
     (id ``num_symbols`` = ``metadata["marker_id"]``) at a uniform position j < length - 1; the
     label is the symbol right after the marker, ``tokens[j + 1]``.
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    N_train, N_test = _checks.integer("N_train", N_train), _checks.integer("N_test", N_test)
-    L = _checks.integer("length", length, minimum=2)
-    S = _checks.integer("num_symbols", num_symbols, minimum=2)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    L = checks.integer("length", length, 2)
+    S = checks.integer("num_symbols", num_symbols, 2)
     data_rng, embed_rng = _checks.generators(seed, 2)
     N = N_train + N_test
     rows = np.arange(N)
@@ -126,11 +127,11 @@ def delayed_copy(
     ``y[:, t] = tokens[:, t - delay]`` for t >= delay, and the extra class ``num_symbols``
     (``metadata["blank_id"]``, "nothing to copy yet") for t < delay; num_classes = num_symbols + 1.
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    N_train, N_test = _checks.integer("N_train", N_train), _checks.integer("N_test", N_test)
-    L = _checks.integer("length", length, minimum=2)
-    S = _checks.integer("num_symbols", num_symbols, minimum=2)
-    delay = _checks.integer("delay", delay)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    L = checks.integer("length", length, 2)
+    S = checks.integer("num_symbols", num_symbols, 2)
+    delay = checks.integer("delay", delay, 1)
     if delay >= L:
         raise ValueError(f"delay must be < length, got delay={delay}, length={L}")
     data_rng, embed_rng = _checks.generators(seed, 2)
@@ -171,11 +172,11 @@ def parity(
     ``["mask_test"]`` are (N, L_test) bool, True on the bits; the pad positions are embedded like
     any token, so a model that should ignore them must use the mask.
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    N_train, N_test = _checks.integer("N_train", N_train), _checks.integer("N_test", N_test)
-    L_min = _checks.integer("L_min", L_min)
-    L_train = _checks.integer("L_train", L_train)
-    L_test = _checks.integer("L_test", L_test)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    L_min = checks.integer("L_min", L_min, 1)
+    L_train = checks.integer("L_train", L_train, 1)
+    L_test = checks.integer("L_test", L_test, 1)
     if not L_min <= L_train < L_test:
         raise ValueError(
             f"need L_min <= L_train < L_test, got L_min={L_min}, L_train={L_train}, L_test={L_test}"

@@ -19,6 +19,7 @@ import numpy as np
 
 from convextx.tasks import _checks
 from convextx.tasks.base import Task
+from solvers import checks
 
 TEACHERS = ("convex", "softmax")
 PROBLEMS = ("regression", "classification")
@@ -88,15 +89,15 @@ def student_teacher(
     (convex: ``tokens`` (h,), ``w2`` (h, d), ``a`` (h, c) and the equivalent convex variable
     ``Z`` (c, n, d); softmax: ``Q``, ``K``, ``V`` (h, d, d), ``W_O`` (h, d, c)).
     """
-    config = dict(locals())  # the arguments, before any other local exists
-    N_train, N_test = _checks.integer("N_train", N_train), _checks.integer("N_test", N_test)
-    n, d = _checks.integer("n", n), _checks.integer("d", d)
-    heads = _checks.integer("heads", heads)
-    _checks.choice("teacher", teacher, TEACHERS)
-    _checks.choice("problem", problem, PROBLEMS)
-    noise = _checks.nonnegative("noise", noise)
+    config = _checks.plain_config(locals())  # the arguments, before any other local exists
+    N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    n, d = checks.integer("n", n, 1), checks.integer("d", d, 1)
+    heads = checks.integer("heads", heads, 1)
+    checks.choice("teacher", teacher, TEACHERS)
+    checks.choice("problem", problem, PROBLEMS)
+    noise = checks.real("noise", noise, 0.0)
     minimum_c = 2 if problem == "classification" else 1
-    c = _checks.integer("c", minimum_c if c is None else c, minimum=minimum_c)
+    c = checks.integer("c", minimum_c if c is None else c, minimum_c)
     if teacher == "convex" and heads > n:
         raise ValueError(
             f"heads must be <= n for the convex teacher (one distinct token per head), "

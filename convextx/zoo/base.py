@@ -62,8 +62,8 @@ def squared(pred: jax.Array, y: jax.Array) -> jax.Array:
 
 def per_sample_loss(task: Task) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """``loss(pred, y) -> (B,)`` with the convex programs' scaling: ``cross_entropy`` for integer
-    targets, else ``squared``. Module-level functions, so trainers compiled for one task are
-    reused for the next (``baselines.train`` keys its compilations on the callables)."""
+    targets, else ``squared``. Module-level functions, so the objectives built for one task equal
+    those of the next and reuse their compiled steps (``baselines.train.Trainer``)."""
     return cross_entropy if integer_targets(task) else squared
 
 
@@ -74,11 +74,14 @@ def init_key(seed: int) -> jax.Array:
 
 
 def score(task: Task, split: str, pred: Any) -> float:
-    """Accuracy (fraction of equal labels, over tokens too) or R^2 (uniform over outputs)."""
+    """Accuracy (fraction of equal labels, over tokens too) or R^2 (uniform over outputs); nan
+    when a prediction is not finite (e.g. of a diverged model)."""
     y = np.asarray(getattr(task, f"y_{split}"))
     pred = np.asarray(pred)
     if pred.shape != y.shape:
         raise ValueError(f"predictions have shape {pred.shape}; y_{split} has {y.shape}")
+    if np.issubdtype(pred.dtype, np.inexact) and not np.isfinite(pred).all():
+        return float("nan")
     if integer_targets(task):
         return float(np.mean(pred == y))
     return float(r2_score(y.reshape(y.shape[0], -1), pred.reshape(pred.shape[0], -1)))
@@ -96,18 +99,29 @@ def device_name() -> str:
 
 
 def check_budget(budget_seconds: Any) -> float | None:
-    if budget_seconds is None:
+    """None, or ``budget_seconds`` as a finite float > 0 (``solvers.checks.positive``)."""
+    from solvers import checks
+
+    return None if budget_seconds is None else checks.positive("budget_seconds", budget_seconds)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (in nested dicts and lists) replaced by None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(json_safe(v) for v in value)
+    if isinstance(value, float) and not np.isfinite(value):
         return None
-    if isinstance(budget_seconds, bool) or not isinstance(budget_seconds, int | float):
-        raise TypeError(f"budget_seconds must be a number > 0 or None; got {budget_seconds!r}")
-    if not budget_seconds > 0:
-        raise ValueError(f"budget_seconds must be > 0 or None; got {budget_seconds!r}")
-    return float(budget_seconds)
+    return value
 
 
 def wall_clock_stop(budget_seconds: float | None) -> Callable[[dict], bool] | None:
-    """An ``early_stop`` for ``baselines.train.train`` ending the run once ``budget_seconds`` of
-    wall time (compilation included) have passed since this call; None without a budget."""
+    """An ``early_stop`` for ``baselines.train.Trainer.run`` ending the run once
+    ``budget_seconds`` of wall time (compilation included) have passed since this call; None
+    without a budget."""
     if budget_seconds is None:
         return None
     deadline = time.perf_counter() + budget_seconds
@@ -115,7 +129,7 @@ def wall_clock_stop(budget_seconds: float | None) -> Callable[[dict], bool] | No
 
 
 def train_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
-    """{"time", "objective"} of a ``baselines.train`` history (time: seconds in optimizer
+    """{"time", "objective"} of a ``baselines.train.Trainer`` history (time: seconds in optimizer
     steps, compilation and evaluation excluded)."""
     return {"time": list(history["time"]), "objective": list(history["objective"])}
 
@@ -128,6 +142,8 @@ class Model(abc.ABC):
     problems: tuple[str, ...] = ("regression", "classification", "sequence")
     #: which view of the task the model reads: "features" (X) or "tokens"
     input_view: str = "features"
+    #: trained models: the logged step at which training diverged (``TrainResult.diverged_at``)
+    diverged_at_: int | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -173,7 +189,10 @@ class Model(abc.ABC):
         """Labels (N,) / (N, n) for integer targets, else predictions shaped like y."""
 
     def score(self, task: Task, split: str = "test") -> float:
-        """Accuracy (integer targets) or R^2 (float targets) on ``split`` of ``task``."""
+        """Accuracy (integer targets) or R^2 (float targets) on ``split`` of ``task``; nan for a
+        model whose training diverged or whose predictions are not finite."""
+        if self.diverged_at_ is not None:
+            return float("nan")
         return score(task, split, self.predict(self.inputs(task, split)))
 
     @abc.abstractmethod
@@ -188,12 +207,17 @@ class Model(abc.ABC):
         gap and status (the convex program of the same architecture; None where there is
         none), parameters, wall_seconds and cpu_seconds (of ``fit``, compilation included),
         budget_seconds, device, history ({"time": seconds, "objective": values} during
-        training), details (model-specific).
+        training), details (model-specific). A model whose training diverged has status
+        "diverged" and details["diverged_at"] (the step); non-finite numbers are None.
         """
         if not hasattr(self, "wall_seconds_"):
             raise AttributeError(f"model {self.name!r} is not fitted yet; call fit(task) first")
         summary = self._summary()
-        return {
+        details = dict(summary.get("details", {}))
+        status = summary.get("status")
+        if self.diverged_at_ is not None:
+            status, details["diverged_at"] = "diverged", self.diverged_at_
+        report = {
             "model": self.name,
             "task": self.task_,
             "problem": self.problem_,
@@ -204,15 +228,16 @@ class Model(abc.ABC):
             "objective_terms": summary["objective_terms"],
             "certified_optimum": summary.get("certified_optimum"),
             "gap": summary.get("gap"),
-            "status": summary.get("status"),
+            "status": status,
             "parameters": int(summary["parameters"]),
             "wall_seconds": self.wall_seconds_,
             "cpu_seconds": self.cpu_seconds_,
             "budget_seconds": self.budget_seconds_,
             "device": self.device_,
             "history": {k: [float(v) for v in vs] for k, vs in summary["history"].items()},
-            "details": summary.get("details", {}),
+            "details": details,
         }
+        return json_safe(report)
 
     # ------------------------------------------------------------ for subclasses
 

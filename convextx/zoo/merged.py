@@ -1,8 +1,8 @@
 """Zoo entry "repair-merged": two MLPs on flattened features, aligned, interpolated, REPAIRed.
 
-Two ``baselines.mlp`` classifiers (seeds ``seed`` and ``seed + 1``) are trained by
-``baselines.train.train`` on X (N, n * d); ``baselines.repair.merge`` aligns the second to the
-first, interpolates at ``alpha`` and REPAIRs the hidden statistics on the training inputs. The
+Two ``baselines.mlp`` classifiers (seeds ``seed`` and ``seed + 1``) are trained by one
+``baselines.train.Trainer`` on X (N, n * d); ``baselines.repair.merge`` aligns the second to
+the first, interpolates at ``alpha`` and REPAIRs the hidden statistics on the training inputs. The
 merged network is the model; the endpoints' test metrics go in the report's details.
 """
 
@@ -15,11 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines import mlp, repair
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from convextx.tasks import Task
 from convextx.zoo import base
-
-OBJECTIVE = mlp.objective()  # one object for every fit, so train compiles once per shape
 
 
 def flatten(X: Any) -> jax.Array:
@@ -32,7 +31,8 @@ class MergedMLPModel(base.Model):
     """REPAIR-merged MLP classifier.
 
     widths: hidden widths.  optimizer, learning_rate, steps, batch_size (capped at N),
-    log_every: ``baselines.train.train`` for each endpoint.  method: "activation" | "weight"
+    log_every: ``baselines.optim.make_optimizer`` and ``baselines.train.Trainer`` for each
+    endpoint.  method: "activation" | "weight"
     alignment.  alpha: interpolation point in [0, 1].  seed: the first endpoint's seed.
 
     ``budget_seconds`` is split evenly between the two endpoints' training.
@@ -73,15 +73,14 @@ class MergedMLPModel(base.Model):
         cfg = mlp.MLPConfig(X.shape[1], tuple(self.widths), task.num_classes)
         batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
         half = None if budget_seconds is None else budget_seconds / 2
+        trainer = Trainer(
+            mlp.objective(), make_optimizer(self.optimizer, self.learning_rate), batch_size=batch
+        )
         self.endpoints_ = [
-            train(
-                OBJECTIVE,
+            trainer.run(
                 mlp.init(base.init_key(seed), cfg),
                 data,
-                learning_rate=self.learning_rate,
-                steps=self.steps,
-                optimizer=self.optimizer,
-                batch_size=batch,
+                self.steps,
                 log_every=self.log_every,
                 early_stop=base.wall_clock_stop(half),
                 seed=seed,
@@ -89,9 +88,12 @@ class MergedMLPModel(base.Model):
             )
             for seed in (self.seed, self.seed + 1)
         ]
+        diverged = [r.diverged_at for r in self.endpoints_ if r.diverged_at is not None]
+        self.diverged_at_ = diverged[0] if diverged else None
         a, b = (result.params for result in self.endpoints_)
-        self.params_ = repair.merge(a, b, X, self.alpha, method=self.method)
-        self.objective_ = float(OBJECTIVE(self.params_, data, None)[0])
+        # non-finite endpoints cannot be aligned: a diverged model keeps the first one
+        self.params_ = a if diverged else repair.merge(a, b, X, self.alpha, method=self.method)
+        self.objective_ = float(trainer.objective(self.params_, data, None)[0])
 
     def _certify(self, task: Task) -> None:
         self.endpoint_test_metrics_ = [

@@ -1,7 +1,7 @@
 """Zoo entries "simplex-adam", "simplex-sgd": the convex model's architecture trained by gradient.
 
 The head-sum simplex-attention network of ``baselines.heads`` (eq. 8/11/30) with its exact weight
-decay, trained by ``baselines.train.train`` on the same features, loss and beta as the convex
+decay, trained by a ``baselines.train.Trainer`` on the same features, loss and beta as the convex
 program. Its final objective is scored by ``convextx.nonconvex_objective`` (the convex program's
 scale) and reported next to the certified optimum of that program, so the table shows how far
 Adam/SGD stop above the global optimum.
@@ -9,15 +9,14 @@ Adam/SGD stop above the global optimum.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache, partial
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from baselines import heads as heads_module
-from baselines.train import train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from convextx.estimator import default_tol, precision
 from convextx.objectives import nonconvex_objective
 from convextx.programs import convex_program
@@ -27,17 +26,6 @@ from convextx.zoo.convex import default_kind
 
 KINDS = ("scalar", "vector", "sequence")
 DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adamw": 1e-2}
-
-
-@cache
-def _objective(kind: str, loss: Callable) -> Callable:
-    """One training objective per setting, so ``train`` compiles once per setting and shape."""
-    return heads_module.objective(kind, loss)
-
-
-@cache
-def _penalty(kind: str, beta: float) -> Callable:
-    return partial(heads_module.penalty, kind, beta=beta)
 
 
 def default_heads(kind: str, n: int, d: int, c: int) -> int:
@@ -51,7 +39,7 @@ class SimplexModel(base.Model):
 
     kind: "scalar" | "vector" | "sequence" or None (``default_kind`` of the task).  beta: weight
     decay (> 0), as in the convex program.  heads: h (None: ``default_heads``).
-    optimizer: a ``baselines.train`` optimizer ("adam", "sgd", ...).  learning_rate: None picks
+    optimizer: a ``baselines.optim`` optimizer ("adam", "sgd", ...).  learning_rate: None picks
     1e-2 for Adam and 1 / N for SGD (the objective is a SUM over N samples, so plain gradient
     steps must shrink with N).  steps, batch_size (None: full batch), parameterization of the
     simplex rows ("softmax" | "projection").  seed: initialization and minibatch order.
@@ -116,22 +104,24 @@ class SimplexModel(base.Model):
             self.parameterization,
         )
         rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 1.0 / N)
-        result = train(
-            _objective(kind, base.per_sample_loss(task)),
+        trainer = Trainer(
+            heads_module.objective(kind, base.per_sample_loss(task)),
+            make_optimizer(self.optimizer, rate),
+            penalty=heads_module.WeightDecay(kind, self.beta),
+            project=heads_module.project if self.parameterization == "projection" else None,
+            batch_size=self.batch_size,
+        )
+        result = trainer.run(
             params,
             (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-            learning_rate=rate,
-            steps=self.steps,
-            optimizer=self.optimizer,
-            batch_size=self.batch_size,
-            penalty=_penalty(kind, float(self.beta)),
-            project=heads_module.project if self.parameterization == "projection" else None,
+            self.steps,
             log_every=self.log_every,
             early_stop=base.wall_clock_stop(budget_seconds),
             seed=self.seed,
             progress=self.progress,
         )
         self.result_ = result
+        self.diverged_at_ = result.diverged_at
         self.heads_ = {
             k: np.asarray(v) for k, v in heads_module.to_heads(result.params, kind).items()
         }

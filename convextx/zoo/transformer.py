@@ -2,13 +2,12 @@
 
 Reads the task's tokens when it has them (discrete tasks), else its features X (N, n, d) through
 a linear embedding. Pooled outputs for classification/regression, per-token outputs for sequence
-tasks. Trained by ``baselines.train.train`` on the sum of losses, without weight decay: its
+tasks. Trained by a ``baselines.train.Trainer`` on the sum of losses, without weight decay: its
 objective is not the convex program's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -16,24 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines import transformer
-from baselines.train import Objective, train
+from baselines.optim import make_optimizer
+from baselines.train import Trainer
 from convextx.tasks import Task
 from convextx.zoo import base
 
 VIEWS = ("auto", "tokens", "features")
 MAPS_SAMPLES = 64  # attention maps are averaged over this many training inputs
-
-
-_OBJECTIVES: dict[tuple[str, Callable], Objective] = {}
-
-
-def _objective(cfg: transformer.TransformerConfig, loss: Callable) -> Objective:
-    """One training objective per (config, loss), so ``train`` compiles once per setting and
-    shape (the config holds a dict, so it is keyed by its repr)."""
-    key = (repr(cfg), loss)
-    if key not in _OBJECTIVES:
-        _OBJECTIVES[key] = transformer.objective(cfg, loss, accuracy=False)
-    return _OBJECTIVES[key]
 
 
 class TransformerModel(base.Model):
@@ -42,7 +30,8 @@ class TransformerModel(base.Model):
     {"num_experts": 4}).  view: the inputs read, "auto" (tokens if the task has them), "tokens" or
     "features".
     causal: decoder mask.  optimizer, learning_rate, steps, batch_size (None: full batch; capped at
-    N), log_every: ``baselines.train.train``.  seed: initialization and minibatch order.
+    N), log_every: ``baselines.optim.make_optimizer`` and ``baselines.train.Trainer``.
+    seed: initialization and minibatch order.
 
     ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
     """
@@ -114,20 +103,22 @@ class TransformerModel(base.Model):
         inputs = jnp.asarray(self.inputs(task, "train"))
         params = jax.jit(lambda key: transformer.init(key, cfg))(base.init_key(self.seed))
         batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
-        result = train(
-            _objective(cfg, base.per_sample_loss(task)),
+        trainer = Trainer(
+            transformer.objective(cfg, base.per_sample_loss(task), accuracy=False),
+            make_optimizer(self.optimizer, self.learning_rate),
+            batch_size=batch,
+        )
+        result = trainer.run(
             params,
             (inputs, jnp.asarray(task.y_train)),
-            learning_rate=self.learning_rate,
-            steps=self.steps,
-            optimizer=self.optimizer,
-            batch_size=batch,
+            self.steps,
             log_every=self.log_every,
             early_stop=base.wall_clock_stop(budget_seconds),
             seed=self.seed,
             progress=self.progress,
         )
         self.result_ = result
+        self.diverged_at_ = result.diverged_at
         self.params_ = result.params
         self.maps_inputs_ = inputs[:MAPS_SAMPLES]
         self._apply = jax.jit(lambda params, x: transformer.apply(params, x, cfg)[0])
