@@ -100,8 +100,12 @@ def solve_cvxpy(
     start = time.perf_counter()
     matrix = materialize(problem) if matrix is None else check_matrix(problem, matrix)
     began = time.perf_counter()
-    raw, iterations = interior_point(problem, matrix, tol, max_iter, solver, verbose)
-    x = polish(problem, raw, matrix)
+    # Solve in z = s x with the map A / s and penalty beta / s (s = ||A||_F): the same
+    # optimum, but an interior-point method sees unit-scale data (it fails at 1e8 otherwise).
+    scale = float(np.linalg.norm(matrix)) or 1.0
+    unit = problem._replace(penalty=problem.penalty.scaled(1.0 / scale))
+    raw, iterations = interior_point(unit, matrix / scale, tol, max_iter, solver, verbose)
+    x = polish(problem, raw / scale, matrix)
     cert = certify(problem, x)
     limit = "max_iter" if iterations >= max_iter else None
     result_status = status(cert.primal, cert.gap, tol, limit)

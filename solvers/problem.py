@@ -165,8 +165,9 @@ class Problem:
         return transpose(u)[0]
 
     def with_beta(self, beta: Any) -> Problem:
-        """The same problem with penalty strength ``beta`` (same compiled solver)."""
-        return self._replace(penalty=self.penalty.with_beta(beta))
+        """The same problem with penalty strength ``beta`` (same compiled solver), stored in
+        the problem's dtype."""
+        return self._replace(penalty=_cast_floating(self.penalty.with_beta(beta), self.dtype))
 
     def astype(self, dtype: Any) -> Problem:
         """The same problem with its floating data cast to ``dtype`` (float32 or float64)."""
