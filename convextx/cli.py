@@ -71,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Train attention by convex optimization and benchmark it against SGD/Adam.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(commands)
+    _add_bench(commands)
+    _add_solve(commands)
+    return parser
 
+
+def _add_demo(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="certified convex attention vs Adam vs a softmax transformer on digits",
@@ -89,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         "leaderboard and plots rewritten",
     )
 
+
+def _add_bench(commands: Any) -> None:
     grid = commands.add_parser(
         "bench",
         help="run a (task, model, seed) grid; resumable; writes a leaderboard and plots",
@@ -136,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
+
+def _add_solve(commands: Any) -> None:
     solve = commands.add_parser(
         "solve",
         help="solve a convex attention program on your arrays (npz with X and y)",
@@ -156,7 +166,6 @@ def _parser() -> argparse.ArgumentParser:
         help=".npz for coef and heads (.npz is appended to a name without it)",
     )
     solve.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    return parser
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -244,6 +244,22 @@ def _error_curve(history: dict[str, list[float]], problem: str, y_test: np.ndarr
     return _round(2.0 * np.asarray(history["test_loss"]) / np.var(y_test))
 
 
+def _run(trainer: Trainer, params: Any, task: Any, steps: int, seed: int, progress: bool):
+    """``trainer`` on the task's training split, evaluated on its test split."""
+    split = {
+        name: jnp.asarray(getattr(task, name))
+        for name in ("X_train", "y_train", "X_test", "y_test")
+    }
+    return trainer.run(
+        params,
+        (split["X_train"], split["y_train"]),
+        steps,
+        test_data=(split["X_test"], split["y_test"]),
+        seed=seed,
+        progress=progress,
+    )
+
+
 def train_heads(
     task: Any, kind: str, beta: float, parameterization: str, optimizer: str, rate: float,
     start: int, penalty: Callable, cfg: dict[str, Any], progress: bool,
@@ -266,14 +282,7 @@ def train_heads(
         penalty=penalty,
         project=heads_module.project if parameterization == "projection" else None,
     )
-    res = trainer.run(
-        params,
-        (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-        cfg["steps"],
-        test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
-        seed=start,
-        progress=progress,
-    )
+    res = _run(trainer, params, task, cfg["steps"], start, progress)
     heads = {k: np.asarray(v) for k, v in heads_module.to_heads(res.params, kind).items()}
     final = cx.nonconvex_objective(heads, task.X_train, task.y_train, beta, kind=kind, loss=loss)
     return {
@@ -323,14 +332,7 @@ def train_softmax(
     tcfg, objective = _softmax_model(cfg["width"], cfg["attn_heads"], n, d, task.problem)
     params = transformer.init(jax.random.PRNGKey(start), tcfg)
     trainer = Trainer(objective, make_optimizer("adam", cfg["softmax_lr"]), penalty=penalty)
-    res = trainer.run(
-        params,
-        (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-        cfg["steps"],
-        test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
-        seed=start,
-        progress=progress,
-    )
+    res = _run(trainer, params, task, cfg["steps"], start, progress)
     maps = np.asarray(transformer.attention_maps(res.params, jnp.asarray(task.X_test), tcfg)[0])
     return {
         "start": start,

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers.certificate import dual_value
-from solvers.cvxpy_backend import materialize
+from solvers.materialize import materialize
 from solvers.penalties import GroupL2
 from solvers.problem import Problem
 

@@ -164,3 +164,21 @@ class TokenGroupFamily(Family):
     def twin_penalty(self, heads: Mapping[str, Any], beta: float) -> Array:
         weights = {k: jnp.asarray(v) for k, v in heads.items()}
         return heads_module.penalty(self.twin_kind, weights, beta)
+
+
+class UngatedFamily(TokenGroupFamily):
+    """P1 and P2: no gates, the map is ``token_map(X, Z)`` of the data alone."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def token_map(X: Array, Z: Array) -> Array:
+        """(N, n, d), variable -> (N, c) raw predictions."""
+
+    def raw_predict(self, data: Any) -> Partial:
+        return Partial(self.token_map, data.X)
+
+    def host_gates(self, program: ConvexProgram) -> None:
+        return None
+
+    def sliced(self, program, X, D, gates) -> Partial:
+        return Partial(self.token_map, jnp.asarray(X, program.problem.dtype))

@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import Partial
 
-from convextx.families._token_groups import TokenGroupFamily
+from convextx.families._token_groups import UngatedFamily
 from convextx.families.base import Data, Targets
 
 if TYPE_CHECKING:
-    from convextx.programs import ConvexProgram
+    pass
 
 
 def predict_scalar(X: jax.Array, Z: jax.Array) -> jax.Array:
@@ -35,11 +34,12 @@ def predict_scalar(X: jax.Array, Z: jax.Array) -> jax.Array:
     return jnp.einsum("ikq,kq->i", X, Z)[:, None]
 
 
-class Scalar(TokenGroupFamily):
+class Scalar(UngatedFamily):
     name = "scalar"
     program = "P1"
     losses = ("squared", "logistic")
     twin_kind = "scalar"
+    token_map = staticmethod(predict_scalar)
     description = "one output: sum of simplex-attention heads (eq. 8)"
 
     def default_loss(self, y: np.ndarray) -> str:
@@ -55,15 +55,6 @@ class Scalar(TokenGroupFamily):
 
     def shape(self, data: Data, outputs: int) -> tuple[int, ...]:
         return tuple(data.X.shape[1:])
-
-    def raw_predict(self, data: Data) -> Partial:
-        return Partial(predict_scalar, data.X)
-
-    def host_gates(self, program: ConvexProgram) -> None:
-        return None
-
-    def sliced(self, program, X, D, gates) -> Partial:
-        return Partial(predict_scalar, jnp.asarray(X, program.problem.dtype))
 
     def assemble(self, program, heads, gate):
         return {**heads, "a": heads["a"][:, 0]}

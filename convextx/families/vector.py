@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-from jax.tree_util import Partial
 
-from convextx.families._token_groups import TokenGroupFamily
+from convextx.families._token_groups import UngatedFamily
 from convextx.families.base import Data
 
 if TYPE_CHECKING:
-    from convextx.programs import ConvexProgram
+    pass
 
 
 def predict_vector(X: jax.Array, Z: jax.Array) -> jax.Array:
@@ -34,23 +33,15 @@ def predict_vector(X: jax.Array, Z: jax.Array) -> jax.Array:
     return jnp.einsum("ikq,lkq->il", X, Z)
 
 
-class Vector(TokenGroupFamily):
+class Vector(UngatedFamily):
     name = "vector"
     program = "P2"
     twin_kind = "vector"
+    token_map = staticmethod(predict_vector)
     description = "c outputs: sum of simplex-attention heads (eq. 11)"
 
     def shape(self, data: Data, outputs: int) -> tuple[int, ...]:
         return (outputs, *data.X.shape[1:])
-
-    def raw_predict(self, data: Data) -> Partial:
-        return Partial(predict_vector, data.X)
-
-    def host_gates(self, program: ConvexProgram) -> None:
-        return None
-
-    def sliced(self, program, X, D, gates) -> Partial:
-        return Partial(predict_vector, jnp.asarray(X, program.problem.dtype))
 
     def assemble(self, program, heads, gate):
         return heads

@@ -134,6 +134,11 @@ def train_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
     return {"time": list(history["time"]), "objective": list(history["objective"])}
 
 
+def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A subclass ``__init__``'s ``locals()`` without ``self`` (and the ``super()`` cell)."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+
+
 class Model(abc.ABC):
     """A zoo entry. Subclasses store their hyperparameters in ``__init__`` (keyword-only) and
     implement ``_fit``, ``predict``, ``attention_maps`` and ``_summary``."""
@@ -145,8 +150,12 @@ class Model(abc.ABC):
     #: trained models: the logged step at which training diverged (``TrainResult.diverged_at``)
     diverged_at_: int | None = None
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, **settings: Any) -> None:
+        """Store the model's name and hyperparameters as attributes (a subclass passes its
+        keyword arguments: ``super().__init__(**base.hyperparameters(locals()))``)."""
         self.name = name
+        for key, value in settings.items():
+            setattr(self, key, value)
 
     # ------------------------------------------------------------------ protocol
 

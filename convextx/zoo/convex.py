@@ -47,15 +47,7 @@ class ConvexModel(base.Model):
         reduce_support: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__(name)
-        self.kind = kind
-        self.beta = beta
-        self.solver = solver
-        self.tol = tol
-        self.max_iter = max_iter
-        self.gates = gates
-        self.reduce_support = reduce_support
-        self.seed = seed
+        super().__init__(**base.hyperparameters(locals()))
 
     def _fit(self, task: Task, budget_seconds: float | None) -> None:
         estimator = ConvexAttention(

@@ -55,17 +55,7 @@ class MergedMLPModel(base.Model):
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        super().__init__(name)
-        self.widths = widths
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.steps = steps
-        self.batch_size = batch_size
-        self.log_every = log_every
-        self.method = method
-        self.alpha = alpha
-        self.seed = seed
-        self.progress = progress
+        super().__init__(**base.hyperparameters(locals()))
 
     def _fit(self, task: Task, budget_seconds: float | None) -> None:
         X = flatten(task.X_train)

@@ -68,20 +68,7 @@ class SimplexModel(base.Model):
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        super().__init__(name)
-        self.kind = kind
-        self.beta = beta
-        self.heads = heads
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.steps = steps
-        self.batch_size = batch_size
-        self.parameterization = parameterization
-        self.log_every = log_every
-        self.tol = tol
-        self.max_iter = max_iter
-        self.seed = seed
-        self.progress = progress
+        super().__init__(**base.hyperparameters(locals()))
 
     def _resolved_kind(self, task: Task) -> str:
         kind = self.kind or default_kind(task)

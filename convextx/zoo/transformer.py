@@ -56,22 +56,7 @@ class TransformerModel(base.Model):
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        super().__init__(name)
-        self.mixer = mixer
-        self.ffn = ffn
-        self.width = width
-        self.depth = depth
-        self.heads = heads
-        self.options = options
-        self.view = view
-        self.causal = causal
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.steps = steps
-        self.batch_size = batch_size
-        self.log_every = log_every
-        self.seed = seed
-        self.progress = progress
+        super().__init__(**base.hyperparameters(locals()))
 
     def _config(self, task: Task) -> transformer.TransformerConfig:
         if self.view not in VIEWS:
