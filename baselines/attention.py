@@ -1,4 +1,4 @@
-"""Multi-head scaled dot-product attention (eq. 2 of MATH.md), registered as mixer "softmax".
+"""Multi-head scaled dot-product attention (eq. 2 of the paper), registered as mixer "softmax".
 
 Per head h with D = E / H::
 

@@ -16,7 +16,7 @@ seen in training with no change.
 Options (``cfg.options``): ``state_size`` N (default 64; the paper uses 512), ``ssm_width`` H
 (default E // 4), ``gate_width`` F (default 4 E), ``init`` "normal" (the paper's random init) or
 "loguniform" (decay rates exp(Lambda_re) log-uniform in [1e-3, 1e-1]: long memory at init, the
-ablation of baselines-notes 1.4).
+ablation of the GSS paper).
 """
 
 from __future__ import annotations

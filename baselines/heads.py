@@ -1,4 +1,4 @@
-"""The head-sum attention models of MATH.md eq. 8, 11, 13 and 30, with their exact penalties.
+"""The head-sum attention models of the paper's eq. 8, 11, 13 and 30, with their exact penalties.
 
 ``heads`` are dict pytrees (the format the convex core recovers and scores); X: (N, n, d)::
 
@@ -19,8 +19,8 @@ Penalties (weight decay, eq. 8, 11, 13, 30):
     sequence        beta/2 sum_j (|W2_j|_1^2 + a_j^2),  |W2|_1 = sum_{q,l} |W2[q, l]|  (ENTRYWISE)
 
 The entrywise l1 norm on W2 is the choice whose dual norm (entrywise l-infinity) appears in the
-dual constraint of appendix A.7, i.e. the one under which the convex program P4 is exact (MATH.md
-section 5 leaves the norm to be derived; the convex core verifies it by recovery).
+dual constraint of appendix A.7, i.e. the one under which the convex program P4 is exact (the paper leaves the norm to be
+derived; the convex core verifies it by recovery).
 
 For training by Adam/SGD (``baselines.train.Trainer``) the simplex-constrained w1 / W1 get one of
 two parameterizations: "softmax" (free logits ``w1_logits`` / ``W1_logits``, rows = softmax, zero at

@@ -38,7 +38,7 @@ from baselines.ffn import mlp_apply, mlp_init
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
 from solvers import checks
 
-_ROUTER_STD = 0.02  # flaxformer's router init (baselines-notes 2.1)
+_ROUTER_STD = 0.02  # the router init of flaxformer's MoE layers
 
 
 class MoESettings(NamedTuple):

@@ -1,4 +1,4 @@
-"""The simplex token mixer of eq. 4 (MATH.md section 1), registered as mixer "simplex".
+"""The simplex token mixer of eq. 4 of the paper (a row-stochastic mixing matrix), registered as mixer "simplex".
 
 Per head h one trainable row-stochastic matrix W_1^h (L, L), SHARED by all samples::
 

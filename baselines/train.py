@@ -1,6 +1,6 @@
 """One trainer for every nonconvex baseline: optax optimizer, minibatches, logging, resume.
 
-The objective is a SUM over samples, as in the convex programs of MATH.md::
+The objective is a SUM over samples, as in the convex programs (``convextx.families``)::
 
     F(params) = sum_i loss_i(params) + penalty(params)
 

@@ -3,8 +3,7 @@
 The group penalty of P1/P2 (one group per token, per output) makes most token rows of Z exactly
 zero; support reduction (Caratheodory, ``solvers.reduce_support``) gives an optimum whose atoms
 are linearly independent, hence at most N + 1 groups per output and so at most min(n, N + 1)
-active tokens per output (paper-notes section 5; MATH.md section 6). Every recovered head is
-one-hot on a token.
+active tokens per output. Every recovered head is one-hot on a token.
 
 For kinds "scalar" (P1, one output) and "vector" (P2, c outputs), squared loss, on
 student-teacher data with a softmax teacher (every token carries signal, so sparsity comes from

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from solvers.compile import problem_jit
 from solvers.problem import Problem
 
 Array = jax.Array
@@ -67,7 +68,7 @@ def duality_gap(problem: Problem, x: Array) -> Certificate:
     return Certificate(primal, dual, primal - dual)
 
 
-_duality_gap = jax.jit(duality_gap)
+_duality_gap = problem_jit(duality_gap)
 
 
 def rounding_floor(primal: float, dual: float) -> float:

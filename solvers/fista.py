@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from solvers import checks
 from solvers.certificate import certify, dual_value, honest, is_solved, status
+from solvers.compile import merge, split
 from solvers.problem import Problem
 from solvers.result import SolveResult, usable_lipschitz
 
@@ -293,7 +294,7 @@ class FISTA:
 
     def start(self, problem: Problem, x0: Array) -> FistaState:
         """The compiled ``init`` at x0 (tol and max_iter play no part in it)."""
-        arrays, structure = _split(problem)
+        arrays, structure = split(problem)
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
         lipschitz = None if self.lipschitz is None else jnp.asarray(self.lipschitz, problem.dtype)
         return _init_jit(static, structure, arrays, jnp.asarray(x0, problem.dtype), lipschitz)
@@ -301,7 +302,7 @@ class FISTA:
     def advance(self, problem: Problem, state: FistaState, stop: int) -> FistaState:
         """The compiled loop from ``state`` until iteration ``stop`` (at most ``max_iter``),
         a certified ``tol`` or a non-finite objective."""
-        arrays, structure = _split(problem)
+        arrays, structure = split(problem)
         # tol, stop and the history stride are traced, so changing them does not recompile.
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
         stop = jnp.asarray(min(stop, self.max_iter), jnp.int32)
@@ -314,34 +315,16 @@ class FISTA:
         return self.advance(problem, self.start(problem, x0), self.max_iter)
 
 
-def _split(tree):
-    """Split a pytree into its array leaves (traced) and a hashable rest (static)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    is_array = tuple(
-        isinstance(leaf, jax.Array | jnp.ndarray) or hasattr(leaf, "__array__") for leaf in leaves
-    )
-    arrays = [leaf for leaf, a in zip(leaves, is_array, strict=True) if a]
-    static = tuple(None if a else leaf for leaf, a in zip(leaves, is_array, strict=True))
-    return arrays, (treedef, static, is_array)
-
-
-def _merge(arrays, structure):
-    treedef, static, is_array = structure
-    it = iter(arrays)
-    leaves = [next(it) if a else s for s, a in zip(static, is_array, strict=True)]
-    return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _init_jit(solver: FISTA, structure, arrays, x0: Array, lipschitz: Array | None) -> FistaState:
-    return solver.init(_merge(arrays, structure), x0, lipschitz)
+    return solver.init(merge(arrays, structure), x0, lipschitz)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _advance_jit(
     solver: FISTA, structure, arrays, state: FistaState, tol: Array, stop: Array, stride: Array
 ) -> FistaState:
-    problem = _merge(arrays, structure)
+    problem = merge(arrays, structure)
     return jax.lax.while_loop(
         lambda s: solver.should_continue(s, tol, stop),
         lambda s: solver.update(problem, s, stride),

@@ -6,7 +6,8 @@ default 1). Each loss knows its value, gradient, smoothness constant and convex 
     L(p)      = sum_i w_i l(p_i, y_i)
     L*(u)     = sum_i w_i l*(u_i / w_i)        (conjugate in the prediction space)
 
-The conjugate gives the dual objective ``-L*(u)`` of MATH.md section 7. The dual point is
+The conjugate gives the dual objective ``-L*(u)`` of ``solvers.certificate`` (Fenchel dual
+``max_u -L*(-u)`` subject to the dual-norm constraint of the penalty). The dual point is
 ``u = grad L(p)`` scaled by ``theta`` in (0, 1]; each conjugate's domain is star-shaped about
 the scaled gradients, so ``L*(theta * grad)`` stays finite.
 

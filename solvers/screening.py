@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from solvers.certificate import dual_value
+from solvers.compile import problem_jit
 from solvers.materialize import materialize
 from solvers.penalties import GroupL2
 from solvers.problem import Problem
@@ -88,7 +89,7 @@ def group_scores(penalty: GroupL2, w: Array) -> Array:
     return penalty.group_norms(w)
 
 
-@jax.jit
+@problem_jit
 def group_certificate(problem: Problem, x: Array, pred: Array) -> GroupCertificate:
     """The certificate at x given pred = A x, with its group scores (one compiled function)."""
     grad = problem.loss.grad(pred)

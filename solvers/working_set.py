@@ -44,6 +44,7 @@ from jax.tree_util import Partial
 
 from solvers import checks
 from solvers.certificate import honest, is_solved, status
+from solvers.compile import problem_jit
 from solvers.fista import solve_fista
 from solvers.penalties import GroupL2
 from solvers.problem import Problem
@@ -123,7 +124,7 @@ def _gather(x: Array, flat_index: Array) -> Array:
     return jnp.take(x.ravel(), flat_index, unique_indices=True)
 
 
-@jax.jit
+@problem_jit
 def _predict(problem: Problem, x: Array) -> Array:
     return problem.predict(x)
 

@@ -3,7 +3,7 @@
 Every equation is enumerated once: a, b in [0, p) for ``"add"`` (p^2 pairs); b != 0 for ``"div"``
 (p (p - 1) pairs), where a / b = a * b^(p-2) mod p, the modular inverse (p must be prime). A random
 ``train_fraction`` of the pairs is the train split, the rest the test split: no pair is in both.
-The paper's setting (paper-notes section 7.2) is ``op="div", p=97``; the default p = 23 keeps runs
+The paper's setting (its algorithmic experiment) is ``op="div", p=97``; the default p = 23 keeps runs
 in CPU seconds.
 """
 

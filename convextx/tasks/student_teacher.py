@@ -1,13 +1,13 @@
 """Student-teacher data: Gaussian token sequences labelled by a random attention teacher.
 
-The synthetic analogue of the paper's student-teacher experiment (paper-notes sections 7.1, 10.2).
+The synthetic analogue of the paper's student-teacher experiment.
 Inputs X_i in R^{n x d} have i.i.d. N(0, 1) entries. Two teachers:
 
-- ``"convex"``: h sparse simplex-attention heads (MATH.md eq. 8/11) whose attention w1_j = e_{k_j}
-  is one-hot on a token k_j (distinct tokens):  f(X) = sum_j (e_{k_j}^T X w2_j) a_j  in R^c,
+- ``"convex"``: h sparse simplex-attention heads (the paper's eq. 8/11) whose attention
+  w1_j = e_{k_j} is one-hot on a token k_j (distinct tokens):  f(X) = sum_j (e_{k_j}^T X w2_j) a_j  in R^c,
   w2_j ~ N(0, I_d / d), a_j ~ N(0, I_c / h). The convex programs (P1)/(P2) contain this teacher:
   it is Z_l = sum_j a_jl e_{k_j} w2_j^T, nonzero on h token rows only.
-- ``"softmax"``: one random softmax attention layer with h heads (MATH.md eq. 2, d_k = d_v = d),
+- ``"softmax"``: one random softmax attention layer with h heads (the paper's eq. 2, d_k = d_v = d),
   mean-pooled over the n output tokens, then a linear readout to R^c:
   f(X) = sum_j mean_rows(softmax(X Q_j K_j^T X^T / sqrt(d)) X V_j) W_O,j, where Q_j, K_j, V_j
   have N(0, 1/d) entries and W_O,j has N(0, 1/(h d)) entries. Outside the convex model class.
