@@ -14,6 +14,7 @@ nonconvex baselines.
 from importlib.metadata import PackageNotFoundError, version
 
 from convextx import families, tasks, zoo
+from convextx.cv import ConvexAttentionCV
 from convextx.estimator import ConvexAttention
 from convextx.families import Gates
 from convextx.families.base import LOSSES
@@ -32,6 +33,7 @@ __all__ = [
     "LOSSES",
     "BetaPath",
     "ConvexAttention",
+    "ConvexAttentionCV",
     "ConvexProgram",
     "Gates",
     "__version__",
