@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from solvers import checks
 from solvers.certificate import certify, dual_value, honest, is_solved, status
 from solvers.compile import merge, split
+from solvers.polish import SupportWatch
 from solvers.problem import Problem
 from solvers.result import SolveResult, usable_lipschitz
 
@@ -54,6 +55,7 @@ GOLDEN_RATIO_FRACTION = 0.6180339887498949
 POWER_SAFETY = 1.02  # the power method estimates |A| from below
 FIRST_CHUNK = 16  # iterations of the first timed chunk; chunks double while they are fast
 CHUNK_SECONDS = 0.1  # a chunk taking longer than this stops doubling
+POLISH_CHUNK = 64  # the largest chunk while a polish may come: the support is checked between
 PROGRESS_DELAY = 2.0  # seconds before a terminal progress bar appears
 
 
@@ -360,6 +362,7 @@ def solve_fista(
     x0: Array,
     time_limit: float | None = None,
     progress: bool | None = None,
+    polish: bool = False,
     **options: Any,
 ) -> SolveResult:
     """FISTA from ``x0`` to a certified ``tol``, in timed compiled chunks (``FISTA`` options:
@@ -367,8 +370,15 @@ def solve_fista(
 
     time_limit: seconds of iterations (setup excluded) after which the solve stops at the end
       of the current chunk with status "time_limit".
+    polish: try Newton steps on a stable support (``solvers.polish``; float64 group lasso),
+      kept only when their certificate reaches tol. Off by default: it compiles a second
+      function (about 1.5 s on 2 CPU cores) and its CG steps can cost more than FISTA's tail
+      on ill-conditioned programs; on P2 digits it certifies 1e-14 after 240 iterations
+      where FISTA alone needs 961 for 1e-9.
     """
     solver = FISTA(tol=tol, max_iter=max_iter, **options)
+    watch = SupportWatch(problem, polish, x0)
+    polished = None
     start = time.perf_counter()
     state = solver.start(problem, x0)
     state = jax.block_until_ready(solver.advance(problem, state, 0))  # compiles the loop
@@ -385,17 +395,24 @@ def solve_fista(
             rows.append((k, primal, gap, now - began))
             bar.update(k - bar.n)
             bar.set_postfix(objective=f"{primal:.6g}", gap=f"{gap:.2g}")
-            if now - tic < CHUNK_SECONDS:
+            if now - tic < CHUNK_SECONDS and not (watch.enabled and chunk >= POLISH_CHUNK):
                 chunk *= 2
+            if gap > solver.tol * max(1.0, abs(primal)):
+                polished = watch.attempt(state.solution, primal, solver.tol)
+            if polished is not None:
+                rows.append((k, polished[1].primal, polished[1].gap, time.perf_counter() - began))
+                break
             if time_limit is not None and now - began > time_limit:
                 limit = "time_limit"
                 break
     k = int(state.iteration)
-    limit = limit or ("max_iter" if k >= max_iter else None)
-    x = state.solution
-    if problem.dtype == jnp.float64:
-        cert = honest(float(state.primal), float(state.dual))
+    limit = limit or ("max_iter" if k >= max_iter and polished is None else None)
+    if polished is not None:
+        x, cert = polished
+    elif problem.dtype == jnp.float64:
+        x, cert = state.solution, honest(float(state.primal), float(state.dual))
     else:  # a narrower dtype's sums cannot certify tol: re-certify in float64
+        x = state.solution
         cert = certify(problem, x)
     timeline = np.array(rows, dtype=float).reshape(-1, 4)
     lipschitz = float(state.lipschitz) * float(state.scale) ** 2
@@ -409,7 +426,7 @@ def solve_fista(
         iterations=k,
         seconds=time.perf_counter() - start,
         history=_history(state),
-        method="fista",
+        method="fista" if polished is None else "fista+newton",
         tol=solver.tol,
         lipschitz=usable,
         setup_seconds=began - start,
