@@ -6,16 +6,20 @@ penalty; ``solve`` returns a solution with a duality-gap certificate.
     prob = solvers.Problem(predict=f, shape=(n, d), loss=solvers.SquaredLoss(y),
                            penalty=solvers.GroupL2(beta, axis=-1))
     res = solvers.solve(prob, method="fista", tol=1e-8)   # or "working_set", "cvxpy"
+
+Importing solvers turns on JAX's persistent compilation cache (``solvers.cache``; set
+``CONVEXTX_COMPILATION_CACHE=0`` to keep it off).
 """
 
 from solvers import checks
+from solvers.cache import compilation_cache, configure_from_environment
 from solvers.certificate import STATUSES, Certificate, certify, duality_gap, is_solved, status
 from solvers.cvxpy_backend import CVXPY_SOLVERS, SolverError
 from solvers.fista import FISTA, FistaState
 from solvers.losses import LOSSES, LogisticLoss, Loss, SoftmaxCrossEntropy, SquaredLoss, make_loss
 from solvers.materialize import materialize
 from solvers.path import PathResult, beta_max, regularization_path
-from solvers.penalties import L1, GroupL2, NonNegative, Penalty, StochasticGauge
+from solvers.penalties import L1, GroupL2, NonNegative, NuclearNorm, Penalty, StochasticGauge
 from solvers.problem import Problem
 from solvers.result import SolveResult
 from solvers.solve import METHODS, solve
@@ -33,6 +37,7 @@ __all__ = [
     "LogisticLoss",
     "Loss",
     "NonNegative",
+    "NuclearNorm",
     "PathResult",
     "STATUSES",
     "Penalty",
@@ -46,6 +51,7 @@ __all__ = [
     "beta_max",
     "certify",
     "checks",
+    "compilation_cache",
     "duality_gap",
     "is_solved",
     "make_loss",
@@ -55,3 +61,5 @@ __all__ = [
     "solve",
     "status",
 ]
+
+configure_from_environment()  # JAX's persistent compilation cache (solvers.cache)
