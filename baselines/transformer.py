@@ -17,7 +17,7 @@ or None (no FFN sublayer, as in a GSS stack); ``moe_every=k`` swaps "moe" in eve
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import jax
@@ -261,6 +261,28 @@ def apply(
 def attention_maps(params: Params, x: jax.Array, cfg: TransformerConfig) -> list[jax.Array | None]:
     """Per layer, the (B, H, L, L) token-mixing weights on x (None for mixers without any)."""
     return apply(params, x, cfg)[1]["attention"]
+
+
+def last_layer_inputs(params: Params, x: jax.Array, cfg: TransformerConfig) -> jax.Array:
+    """(B, L, E): LN(h), the input of the last block's mixer of a pre-norm stack (the features a
+    student replacing the last layer reads).
+
+    The first depth - 1 blocks run as a token-output stack whose final norm is the last block's
+    norm1 and whose head is the identity, so the numbers come from ``apply`` itself.
+    """
+    if cfg.norm != "pre" or cfg.depth < 2:
+        raise ValueError("last_layer_inputs needs a pre-norm stack of depth >= 2")
+    prefix_cfg = replace(
+        cfg, depth=cfg.depth - 1, mixer=cfg.mixers[:-1], output="token", num_outputs=cfg.width
+    )
+    eye = jnp.eye(cfg.width, dtype=params["head"]["w"].dtype)
+    prefix = {
+        **params,
+        "layers": params["layers"][:-1],
+        "final_norm": params["layers"][-1]["norm1"],
+        "head": {"w": eye, "b": jnp.zeros(cfg.width, eye.dtype)},
+    }
+    return apply(prefix, x, prefix_cfg)[0]
 
 
 def project(params: Params, cfg: TransformerConfig) -> Params:

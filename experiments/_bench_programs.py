@@ -1,19 +1,15 @@
-"""Benchmark problems: planted data for P1-P3 and their nonconvex twins (``baselines.heads``)
-scored by the same objective. Dense matrices (cvxpy) and working-set restrictions come from
+"""Benchmark problems: planted data for P1-P3. Their nonconvex twins come from
+``convextx.recovery.nonconvex_setup``; dense matrices (cvxpy) and working-set restrictions from
 the programs' families."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import solvers
-from baselines import heads as heads_module
 from convextx.programs import (
     ConvexProgram,
     convex_program,
@@ -83,39 +79,3 @@ def build(spec: Spec, dtype: str = "float64") -> tuple[ConvexProgram, np.ndarray
         X, y, kind=spec.kind, beta=1.0, gates=_gates(spec), dtype=dtype, seed=spec.seed
     )
     return program.with_beta(spec.beta_ratio * solvers.beta_max(program.problem)), X, y
-
-
-def nonconvex_setup(program: ConvexProgram, X: np.ndarray, y: np.ndarray):
-    """(objective, penalty, init(key), data) of the same-architecture nonconvex model with
-    enough heads to reach the convex optimum: one per group (P3: one per gate, token, output)."""
-    kind, shape = program.kind, program.shape
-    beta = float(program.problem.penalty.beta)
-    n, d = program.n, program.d
-    gates = None
-    if kind == "scalar":
-        h, c = n, None
-    elif kind == "vector":
-        h, c = shape[0] * n, shape[0]
-    else:
-        per_gate = shape[1] * n
-        h, c = shape[0] * per_gate, shape[1]
-        gates = {
-            "u1": jnp.repeat(jnp.asarray(program.gates.u1), per_gate, axis=0),
-            "u2": jnp.repeat(jnp.asarray(program.gates.u2), per_gate, axis=0),
-        }
-    hk = "scalar" if kind == "scalar" else ("gated" if kind == "gated" else "vector")
-
-    def loss(pred: jax.Array, target: jax.Array) -> jax.Array:
-        if program.scalar_output and pred.ndim == 2:
-            pred = pred[:, 0]
-        diff = (pred - target).reshape(pred.shape[0], -1)
-        return 0.5 * jnp.sum(diff**2, axis=1)
-
-    objective = heads_module.objective(hk, loss, gates=gates)
-    penalty = functools.partial(heads_module.penalty, hk, beta=beta)
-
-    def init(key: jax.Array):
-        return heads_module.init_params(key, hk, h, n, d, c)
-
-    data = (jnp.asarray(X), jnp.asarray(y))
-    return objective, penalty, init, data

@@ -23,7 +23,8 @@ import solvers
 from baselines.optim import make_optimizer
 from baselines.train import Trainer
 from convextx.programs import ConvexProgram
-from experiments._bench_programs import Spec, build, nonconvex_setup
+from convextx.recovery import nonconvex_setup
+from experiments._bench_programs import Spec, build
 
 EPSILONS = (1e-4, 1e-6, 1e-8)
 

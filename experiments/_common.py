@@ -6,9 +6,10 @@ Every script runs at one of three sizes, chosen on the command line:
 - default: the reduced CPU run (minutes on two cores);
 - ``--full``: the paper-scale run (meant for a GPU).
 
-Results go to ``results_dir()`` (experiments/results/) as JSON, rewritten atomically after each
-unit of work (``write_json``) so a killed run keeps what it finished and ``read_json`` can resume
-it; plots go next to the JSON (``save_plot``).
+Results go to ``results_dir()`` (experiments/results/) as JSON, rewritten after each unit of work
+(``write_json``, through the bench store's atomic writer ``convextx._store.write_text``: a file is
+never half written) so a killed run keeps what it finished and ``read_json`` can resume it; plots
+go next to the JSON (``save_plot``, also atomic).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from convextx import _store
 
 SIZES = ("quick", "default", "full")
 
@@ -91,10 +94,7 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Pat
     ``indent=None`` writes compactly (large curves)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(obj), indent=indent) + "\n")
-    os.replace(tmp, path)
-    return path
+    return _store.write_text(path, json.dumps(to_jsonable(obj), indent=indent) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -107,7 +107,8 @@ def save_plot(fig: Any, path: str | os.PathLike, dpi: int = 60) -> Path:
     """Save a matplotlib figure as PNG (``path`` with suffix .png) and close it; returns path."""
     path = Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with _store.atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

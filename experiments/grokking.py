@@ -11,11 +11,12 @@ decoder read out at the last token "="):
                   samples (a different model class from softmax attention, not a reformulation);
 - ``2L-softmax``, ``2L-L1`` (simplex in layer 1 only), ``2L-L12`` (simplex in layers 1 and 2).
 
-Each model is trained by ``baselines.train.Trainer`` with the openai/grok recipe (as reconstructed
+Each model is the zoo's "softmax-transformer" entry (``convextx.zoo``, trained by
+``baselines.train.Trainer``) with the openai/grok recipe (as reconstructed
 by a third party; paper-notes 7.2): AdamW lr 1e-3, betas (0.9, 0.98), eps 1e-8, decoupled weight
 decay, 10-step linear warmup then constant rate, minibatches of 512 (the whole train split when
 it is smaller), width 128, 4 heads, post-LayerNorm, sinusoidal positions, loss = cross-entropy on
-the answer. ``train`` minimizes the SUM of the losses (N times the mean), so Adam's eps is scaled
+the answer. The Trainer minimizes the SUM of the losses (N times the mean), so Adam's eps is scaled
 by N: the updates are exactly those of AdamW on the mean loss with eps 1e-8.
 
 NOT the paper's (which discloses none of them) nor exactly openai/grok's: the train fraction and
@@ -52,20 +53,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import convextx as cx
 from baselines import transformer
-from baselines.optim import make_optimizer
-from baselines.train import Trainer
+from convextx import zoo
 from experiments import _common
 
 NAME = "grokking"
 THRESHOLD = 0.99
 LOG_POINTS = 160
+HISTORY = ("step", "time", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 MODELS: dict[str, tuple[str, ...]] = {
     "1L-softmax": ("softmax",),
     "1L-L1": ("simplex",),
@@ -139,16 +137,6 @@ def run_key(cfg: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def model_config(model: str, cfg: dict[str, Any], task: Any) -> transformer.TransformerConfig:
-    """The decoder of ``model``: causal, post-norm, sinusoidal positions, read out at the end."""
-    mixers = MODELS[model]
-    return transformer.TransformerConfig(
-        width=cfg["width"], depth=len(mixers), heads=cfg["heads"], max_len=task.tokens_train.shape[1],
-        vocab_size=task.vocab_size, mixer=mixers, ffn="mlp", norm="post", positions="sinusoidal",
-        causal=True, output="classification", num_outputs=task.num_classes, pooling="last",
-    )  # fmt: skip
-
-
 def steps_to(history: dict[str, list[float]], key: str) -> tuple[int | None, int | None]:
     """(first logged step with history[key] >= THRESHOLD, the logged step before it), or
     (None, None) when never reached."""
@@ -163,54 +151,36 @@ def steps_to(history: dict[str, list[float]], key: str) -> tuple[int | None, int
 def train_model(
     model: str, seed: int, cfg: dict[str, Any], task: Any, ckpt: Path | None, progress: bool
 ) -> dict[str, Any]:
-    """One (model, seed) run: history, steps to 99% train / test accuracy, final metrics."""
-    tcfg = model_config(model, cfg, task)
-    params = transformer.init(jax.random.key(seed), tcfg)
-    data = (jnp.asarray(task.tokens_train), jnp.asarray(task.y_train))
-    test = (jnp.asarray(task.tokens_test), jnp.asarray(task.y_test))
-    optimizer = make_optimizer(
-        "adamw",
-        cfg["learning_rate"],
-        warmup_steps=cfg["warmup"],
-        steps=cfg["steps"],
-        options={
-            "b1": cfg["betas"][0],
-            "b2": cfg["betas"][1],
+    """One (model, seed) run of the zoo's transformer (a causal, post-norm decoder with
+    sinusoidal positions read out at the last token "="): history, steps to 99% train / test
+    accuracy, final metrics."""
+    mixers = MODELS[model]
+    fitted = zoo.make(
+        "softmax-transformer", mixer=mixers, ffn="mlp", width=cfg["width"], depth=len(mixers),
+        heads=cfg["heads"], view="tokens", causal=True, norm="post", positions="sinusoidal",
+        pooling="last", optimizer="adamw", learning_rate=cfg["learning_rate"],
+        optimizer_options={
+            "b1": cfg["betas"][0], "b2": cfg["betas"][1],
             "eps": cfg["eps"] * len(task.y_train),  # = eps on the mean loss (see module doc)
             "weight_decay": cfg["weight_decay"],
         },
-    )
-    trainer = Trainer(
-        transformer.objective(tcfg, optax.softmax_cross_entropy_with_integer_labels),
-        optimizer,
-        batch_size=min(cfg["batch_size"], len(task.y_train)),
-    )
-    res = trainer.run(
-        params,
-        data,
-        cfg["steps"],
-        test_data=test,
-        seed=seed,
-        log_every=max(1, cfg["steps"] // LOG_POINTS),
-        checkpoint_dir=ckpt,
-        checkpoint_every=cfg["checkpoint_every"],
-        progress=progress,
-    )
-    history = {
-        k: [float(v) for v in res.history[k]]
-        for k in ("step", "time", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
-    }
+        warmup_steps=cfg["warmup"], steps=cfg["steps"], batch_size=cfg["batch_size"],
+        log_every=max(1, cfg["steps"] // LOG_POINTS), checkpoint_dir=ckpt,
+        checkpoint_every=cfg["checkpoint_every"], seed=seed, progress=progress,
+    ).fit(task)  # fmt: skip
+    report = fitted.report()
+    history = {k: report["history"][k] for k in HISTORY}
     history["step"] = [int(s) for s in history["step"]]
     reached, before = {}, {}
     for split in ("train", "test"):
         reached[split], before[split] = steps_to(history, f"{split}_accuracy")
-    maps = transformer.attention_maps(res.params, test[0][:1], tcfg)
+    maps = transformer.attention_maps(fitted.params_, task.tokens_test[:1], fitted.config_)
     return {
         "model": model,
-        "mixers": list(MODELS[model]),
+        "mixers": list(mixers),
         "seed": seed,
-        "steps": res.steps,
-        "seconds": res.seconds,
+        "steps": report["details"]["steps"],
+        "seconds": report["details"]["train_seconds"],
         "steps_to_99": reached,
         "logged_step_before_99": before,
         "grokking_delay": (

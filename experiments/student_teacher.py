@@ -7,17 +7,18 @@ cross-entropy: P2 / eq. 11). beta = ``beta_ratio`` x beta_max (the smallest beta
 solution). Objectives are SUMS over samples plus the exact weight decay (MATH.md), so every
 number below is on one scale.
 
-Methods, per (teacher, problem, data seed):
+Methods, per (teacher, problem, data seed), all ``convextx.zoo`` entries:
 
-- convex: ``ConvexAttention`` by FISTA (the certified optimum p* and its dual lower bound) and
-  by cvxpy (an independent route to the same value);
-- the same architecture (``baselines.heads``, h = n c heads, enough for exact recovery) trained
-  by Adam and by SGD with a ``baselines.train.Trainer`` (full batch), with both simplex
-  parameterizations ("softmax" logits, "projection"), from several random starts; objective =
-  sum loss + exact weight decay, scored by ``cx.nonconvex_objective`` and compared with p*:
-  it may never fall below the certified lower bound (asserted);
-- a 1-layer softmax-attention transformer (``baselines.transformer``) trained by Adam with weight
-  decay on its weight matrices: another model class, so only its test error is comparable;
+- convex: "convex-fista" (the certified optimum p* and its dual lower bound) and "convex-cvxpy"
+  (an independent route to the same value);
+- the same architecture (h = n c heads, enough for exact recovery) by "simplex-adam" and
+  "simplex-sgd" (full batch), with both simplex parameterizations ("softmax" logits,
+  "projection"), from several random starts; objective = sum loss + exact weight decay, scored
+  by ``cx.nonconvex_objective`` and compared with p* (the convex fit's certificate, shared
+  through the zoo's certificate cache): it may never fall below the certified lower bound
+  (asserted by ``convextx.zoo.certificates.check_certified``);
+- a 1-layer "softmax-transformer" (no FFN) trained by Adam with weight decay on its weight
+  matrices: another model class, so only its test error is comparable;
 - ``cx.path``: active tokens and heads along a beta path.
 
     python -m experiments.student_teacher            # CPU default, a few minutes
@@ -26,34 +27,29 @@ Methods, per (teacher, problem, data seed):
 
 Writes experiments/results/student_teacher[_quick|_full].json after every (setting, seed) unit
 (``--resume`` keeps the units of a matching earlier run) and a PNG of the curves plus a PNG of
-the attention maps next to it. Times: FISTA's is the second (compiled) solve, spread linearly
-over its iterations; the trainers' exclude compilation and evaluation (``TrainResult.seconds``);
-cvxpy's is the whole call. "Time to 1e-3" is the first logged point with (F - p*) / |p*| <= 1e-3
+the attention maps next to it. Times are measured, never spread: FISTA's at the end of each
+compiled chunk of iterations (compilation excluded), the trainers' at each logged step
+(compilation and evaluation excluded); cvxpy's is the whole fit. "Time to 1e-3" is the first logged point with (F - p*) / |p*| <= 1e-3
 (logged log-spaced, about 10 points per decade of steps), None if never.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 import convextx as cx
 import solvers
-from baselines import heads as heads_module
 from baselines import transformer
-from baselines.optim import make_optimizer
-from baselines.train import Trainer
+from convextx import zoo
+from convextx.zoo.certificates import CERT_RTOL, check_certified
 from experiments import _common
 from solvers.fista import HISTORY_LENGTH
 
@@ -63,7 +59,6 @@ PROBLEMS = ("regression", "classification")
 PARAMETERIZATIONS = ("softmax", "projection")
 OPTIMIZERS = ("adam", "sgd")
 THRESHOLD = 1e-3  # relative suboptimality for "time to reach"
-CERT_RTOL = 1e-6  # slack below the certified lower bound allowed to float rounding
 
 SIZES: dict[str, dict[str, Any]] = {
     "quick": dict(N_train=24, N_test=24, n=4, d=3, teacher_heads=2, steps=150, restarts=1,
@@ -134,12 +129,10 @@ def _round(values: Any, digits: int = 7) -> list[float]:
     return [float(f"{v:.{digits}g}") for v in np.asarray(values, dtype=float).ravel()]
 
 
-def test_error(pred: Any, y: Any, problem: str) -> float:
-    """Classification: error rate. Regression: normalized MSE, mean (pred - y)^2 / var(y)."""
-    pred, y = np.asarray(pred), np.asarray(y)
-    if problem == "classification":
-        return float(np.mean(pred != y))
-    return float(np.mean((pred.reshape(y.shape) - y) ** 2) / np.var(y))
+def error(metric: float | None) -> float:
+    """The zoo's test metric as an error: 1 - accuracy (classification), 1 - R^2 = the
+    normalized MSE mean (pred - y)^2 / var(y) (regression); nan for None (a diverged model)."""
+    return float("nan") if metric is None else 1.0 - float(metric)
 
 
 def row_entropy(weights: Any, mass: Any = None) -> float:
@@ -173,179 +166,112 @@ def setting(problem: str) -> tuple[str, str, int]:
     return ("scalar", "squared", 1) if problem == "regression" else ("vector", "cross_entropy", 2)
 
 
-def _half_squared(pred: jax.Array, y: jax.Array) -> jax.Array:
-    return 0.5 * (pred.reshape(y.shape) - y) ** 2
-
-
-def per_sample_loss(problem: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """The loss of MATH.md per sample: 1/2 (pred - y)^2 or logsumexp(pred) - pred[y]; module-level
-    functions, so the objectives built from them are equal across runs (one compilation)."""
-    if problem == "classification":
-        return optax.softmax_cross_entropy_with_integer_labels
-    return _half_squared
-
-
-def fit_convex(task: Any, kind: str, beta: float, cfg: dict[str, Any]) -> dict[str, Any]:
-    """FISTA (certified optimum, compiled-solve time) and cvxpy on the same program."""
-    params = dict(kind=kind, beta=beta, tol=1e-10, max_iter=HISTORY_LENGTH)  # every iteration
+def fit_convex(task: Any, kind: str, beta: float) -> dict[str, Any]:
+    """The zoo's FISTA (certified optimum, its measured timeline) and cvxpy on one program."""
+    settings = dict(kind=kind, beta=beta, tol=1e-10, max_iter=HISTORY_LENGTH)  # every iteration
     with warnings.catch_warnings():  # statuses are recorded (and checked) below
         warnings.simplefilter("ignore", ConvergenceWarning)
-        cx.ConvexAttention(**params).fit(task.X_train, task.y_train)  # compile
-        fista = cx.ConvexAttention(**params).fit(task.X_train, task.y_train)
-        if fista.status_ != "optimal":  # a longer solve, its history every few iterations
-            fista = cx.ConvexAttention(**params | {"max_iter": 400_000}).fit(
-                task.X_train, task.y_train
-            )
-        tic = time.perf_counter()
-        exact = cx.ConvexAttention(**params | {"solver": "cvxpy", "tol": 1e-8}).fit(
-            task.X_train, task.y_train
-        )
-    cvxpy_seconds = time.perf_counter() - tic
-    result = fista.solve_result_
-    per_iteration = result.seconds / max(result.iterations, 1)
+        fista = zoo.make("convex-fista", **settings).fit(task)
+        if fista.report()["status"] != "optimal":  # a longer solve
+            fista = zoo.make("convex-fista", **settings | {"max_iter": 400_000}).fit(task)
+        exact = zoo.make("convex-cvxpy", **settings | {"tol": 1e-8}).fit(task)
+    report, cvxpy, est = fista.report(), exact.report(), fista.estimator_
     recovered = cx.nonconvex_objective(
-        fista.heads_, task.X_train, task.y_train, beta, kind=kind, loss=fista.loss_
+        est.heads_, task.X_train, task.y_train, beta, kind=kind, loss=est.loss_
     )
-    problem = task.problem
-    curve = {
-        "step": result.history["iteration"].tolist(),
-        "time": _round(result.history["iteration"] * per_iteration, 4),
-        "objective": _round(result.history["objective"], 12),
-    }
+    history = report["history"]
     return {
-        "objective": result.objective,
-        "lower_bound": result.dual,
-        "gap": result.gap,
-        "status": result.status,
-        "iterations": result.iterations,
-        "seconds": result.seconds,
+        "objective": est.objective_,
+        "lower_bound": report["details"]["lower_bound"],
+        "gap": est.gap_,
+        "status": est.status_,
+        "iterations": report["details"]["iterations"],
+        "seconds": report["details"]["solve_seconds"],
         "recovered_objective": recovered,
-        "heads": int(len(fista.heads_["a"])),
-        "active_tokens": fista.active_tokens_.tolist(),
-        "attention": fista.attention_.tolist(),
-        "attention_entropy": row_entropy(fista.attention_, head_mass(fista.heads_)),
-        "attention_entropy_all_heads": row_entropy(fista.attention_),
-        "test_error": test_error(fista.predict(task.X_test), task.y_test, problem),
-        "train_error": test_error(fista.predict(task.X_train), task.y_train, problem),
-        "curve": curve,
+        "heads": int(len(est.heads_["a"])),
+        "active_tokens": est.active_tokens_.tolist(),
+        "attention": est.attention_.tolist(),
+        "attention_entropy": row_entropy(est.attention_, head_mass(est.heads_)),
+        "attention_entropy_all_heads": row_entropy(est.attention_),
+        "test_error": error(report["test_metric"]),
+        "train_error": error(report["train_metric"]),
+        "curve": {
+            "step": [int(i) for i in history["step"]],
+            "time": _round(history["time"], 4),
+            "objective": _round(history["objective"], 12),
+        },
         "cvxpy": {
-            "objective": exact.objective_,
-            "gap": exact.gap_,
-            "status": exact.status_,
-            "seconds": cvxpy_seconds,
-            "method": exact.solve_result_.method,
+            "objective": cvxpy["objective"],
+            "gap": cvxpy["gap"],
+            "status": cvxpy["status"],
+            "seconds": cvxpy["wall_seconds"],
+            "method": cvxpy["details"]["solver"],
         },
     }
 
 
-def _error_curve(history: dict[str, list[float]], problem: str, y_test: np.ndarray) -> list:
-    if problem == "classification":
-        return _round(1.0 - np.asarray(history["test_accuracy"]))
-    return _round(2.0 * np.asarray(history["test_loss"]) / np.var(y_test))
-
-
-def _run(trainer: Trainer, params: Any, task: Any, steps: int, seed: int, progress: bool):
-    """``trainer`` on the task's training split, evaluated on its test split."""
-    split = {
-        name: jnp.asarray(getattr(task, name))
-        for name in ("X_train", "y_train", "X_test", "y_test")
-    }
-    return trainer.run(
-        params,
-        (split["X_train"], split["y_train"]),
-        steps,
-        test_data=(split["X_test"], split["y_test"]),
-        seed=seed,
-        progress=progress,
-    )
+def _curve(report: dict[str, Any], objective: bool = True) -> dict[str, list]:
+    """step, time, objective and test error of a zoo report's history."""
+    history = report["history"]
+    curve = {"step": [int(s) for s in history["step"]], "time": _round(history["time"])}
+    if objective:
+        curve["objective"] = _round(history["objective"], 10)
+    curve["test_error"] = _round([error(m) for m in history["test_metric"]])
+    return curve
 
 
 def train_heads(
     task: Any, kind: str, beta: float, parameterization: str, optimizer: str, rate: float,
-    start: int, penalty: Callable, cfg: dict[str, Any], progress: bool,
+    start: int, cfg: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    """Adam or SGD (full batch) on eq. 8 / 11 with h = n c heads from random start ``start``;
-    rate: Adam's learning rate, or SGD's times N."""
-    _, n, d = task.X_train.shape
-    _, loss, c = setting(task.problem)
-    h = n * c
-    params = heads_module.init_params(
-        jax.random.PRNGKey(start), kind, h, n, d, None if kind == "scalar" else c, parameterization
-    )
-    N = task.X_train.shape[0]
+    """The zoo's simplex-adam / simplex-sgd (full batch) on eq. 8 / 11 with h = n c heads from
+    random start ``start``; rate: Adam's learning rate, or SGD's times N. Its certificate is the
+    convex fit's (the zoo's certificate cache: same task, kind, beta and tol)."""
+    N, n, _ = task.X_train.shape
+    h = n * setting(task.problem)[2]
     lr = rate if optimizer == "adam" else rate / N
-    trainer = Trainer(
-        heads_module.objective(
-            kind, per_sample_loss(task.problem), accuracy=task.problem == "classification"
-        ),
-        make_optimizer(optimizer, lr),
-        penalty=penalty,
-        project=heads_module.project if parameterization == "projection" else None,
-    )
-    res = _run(trainer, params, task, cfg["steps"], start, progress)
-    heads = {k: np.asarray(v) for k, v in heads_module.to_heads(res.params, kind).items()}
-    final = cx.nonconvex_objective(heads, task.X_train, task.y_train, beta, kind=kind, loss=loss)
+    model = zoo.make(
+        f"simplex-{optimizer}", kind=kind, beta=beta, heads=h, learning_rate=lr,
+        steps=cfg["steps"], parameterization=parameterization, log_every="log", tol=1e-10,
+        max_iter=400_000, seed=start,
+    ).fit(task)  # fmt: skip
+    report, heads = model.report(), model.heads_
     return {
         "parameterization": parameterization,
         "optimizer": optimizer,
         "start": start,
         "learning_rate": lr,
         "heads": h,
-        "objective": final,
-        "seconds": res.seconds,
-        "steps": res.steps,
+        "objective": model.objective_,
+        "seconds": report["details"]["train_seconds"],
+        "steps": report["details"]["steps"],
         "attention": np.round(heads["w1"], 4).tolist() if start % 1000 == 0 else None,
         "attention_entropy": row_entropy(heads["w1"], head_mass(heads)),
         "attention_entropy_all_heads": row_entropy(heads["w1"]),
-        "test_error": _error_curve(res.history, task.problem, task.y_test)[-1],
-        "curve": {
-            "step": [int(s) for s in res.history["step"]],
-            "time": _round(res.history["time"]),
-            "objective": _round(res.history["objective"], 10),
-            "test_error": _error_curve(res.history, task.problem, task.y_test),
-        },
+        "test_error": error(report["test_metric"]),
+        "curve": _curve(report),
     }
 
 
-def _weight_decay(params: Any, beta: float) -> jax.Array:
-    """beta/2 |W|^2 over the weight matrices (eq. 3); LayerNorm and biases are not decayed."""
-    leaves = [leaf for leaf in jax.tree.leaves(params) if leaf.ndim >= 2]
-    return beta / 2 * sum(jnp.sum(leaf**2) for leaf in leaves)
-
-
-def _softmax_model(
-    width: int, heads: int, n: int, d: int, problem: str
-) -> tuple[transformer.TransformerConfig, Any]:
-    """The transformer's config and objective (equal for equal arguments: one compilation)."""
-    _, _, c = setting(problem)
-    tcfg = transformer.TransformerConfig(
-        width=width, heads=heads, max_len=n, input_dim=d, ffn=None, output=problem, num_outputs=c
-    )
-    return tcfg, transformer.objective(tcfg, per_sample_loss(problem))
-
-
-def train_softmax(
-    task: Any, start: int, penalty: Callable, cfg: dict[str, Any], progress: bool
-) -> dict[str, Any]:
-    """Adam on a 1-layer softmax-attention transformer (no FFN, learned positions, mean pool)."""
-    _, n, d = task.X_train.shape
-    tcfg, objective = _softmax_model(cfg["width"], cfg["attn_heads"], n, d, task.problem)
-    params = transformer.init(jax.random.PRNGKey(start), tcfg)
-    trainer = Trainer(objective, make_optimizer("adam", cfg["softmax_lr"]), penalty=penalty)
-    res = _run(trainer, params, task, cfg["steps"], start, progress)
-    maps = np.asarray(transformer.attention_maps(res.params, jnp.asarray(task.X_test), tcfg)[0])
+def train_softmax(task: Any, start: int, beta: float, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The zoo's softmax transformer: 1 layer, no FFN, learned positions, mean pool, by Adam
+    (full batch) with weight decay beta / 2 |W|^2 on its weight matrices."""
+    model = zoo.make(
+        "softmax-transformer", ffn=None, width=cfg["width"], heads=cfg["attn_heads"],
+        view="features", learning_rate=cfg["softmax_lr"], steps=cfg["steps"], batch_size=None,
+        log_every="log", weight_decay=beta, seed=start,
+    ).fit(task)  # fmt: skip
+    report = model.report()
+    X_test = jnp.asarray(task.X_test)
+    maps = np.asarray(transformer.attention_maps(model.params_, X_test, model.config_)[0])
     return {
         "start": start,
-        "objective_own": res.history["objective"][-1],
-        "seconds": res.seconds,
+        "objective_own": model.objective_,
+        "seconds": report["details"]["train_seconds"],
         "attention": np.round(maps[0, 0], 4).tolist(),  # test sample 0, head 0: (L, L)
         "attention_entropy": row_entropy(maps),
-        "test_error": _error_curve(res.history, task.problem, task.y_test)[-1],
-        "curve": {
-            "step": [int(s) for s in res.history["step"]],
-            "time": _round(res.history["time"]),
-            "test_error": _error_curve(res.history, task.problem, task.y_test),
-        },
+        "test_error": error(report["test_metric"]),
+        "curve": _curve(report, objective=False),
     }
 
 
@@ -359,21 +285,6 @@ def beta_path(task: Any, kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"beta_max": bp.beta_max, "records": [{k: r[k] for k in keys} for r in bp.records]}
 
 
-def check_certified(run: dict[str, Any], convex: dict[str, Any]) -> float | None:
-    """Margin of the run's lowest objective above the certified lower bound; AssertionError if
-    below it beyond float rounding; None if the run diverged (non-finite objectives)."""
-    bound = convex["lower_bound"]
-    tol = CERT_RTOL * max(1.0, abs(bound))
-    values = np.asarray([run["objective"], *run["curve"]["objective"]], dtype=float)
-    if not np.all(np.isfinite(values)):
-        return None
-    lowest = float(values.min())
-    assert lowest >= bound - tol, (
-        f"nonconvex objective {lowest!r} is below the certified lower bound {bound!r}"
-    )
-    return lowest - bound
-
-
 def run_unit(teacher: str, problem: str, seed: int, cfg: dict, progress: bool) -> dict[str, Any]:
     """Every method on one (teacher, problem, data seed)."""
     task = cx.tasks.load(
@@ -385,9 +296,8 @@ def run_unit(teacher: str, problem: str, seed: int, cfg: dict, progress: bool) -
     probe = cx.convex_program(task.X_train, task.y_train, kind, 1.0, loss)
     beta_max = solvers.beta_max(probe.problem)
     beta = cfg["beta_ratio"] * beta_max
-    convex = fit_convex(task, kind, beta, cfg)
+    convex = fit_convex(task, kind, beta)
     optimum = convex["objective"]
-    penalty = functools.partial(heads_module.penalty, kind, beta=beta)
     runs = []
     starts = [1000 * seed + r for r in range(cfg["restarts"])]
     grid = [
@@ -398,18 +308,16 @@ def run_unit(teacher: str, problem: str, seed: int, cfg: dict, progress: bool) -
         for start in starts
     ]
     for parameterization, optimizer, rate, start in grid:
-        run = train_heads(
-            task, kind, beta, parameterization, optimizer, rate, start, penalty, cfg, False
-        )
-        run["margin_above_bound"] = check_certified(run, convex)
+        run = train_heads(task, kind, beta, parameterization, optimizer, rate, start, cfg)
+        run["margin_above_bound"] = check_certified(
+            [run["objective"], *run["curve"]["objective"]], convex["lower_bound"], CERT_RTOL,
+            f"{optimizer}/{parameterization} start {start}",
+        )  # fmt: skip
         run["relative_suboptimality"] = (run["objective"] - optimum) / abs(optimum)
         run["time_to_threshold"] = reach(run["curve"], optimum, "time")
         run["steps_to_threshold"] = reach(run["curve"], optimum, "step")
         runs.append(run)
-    decay = functools.partial(_weight_decay, beta=beta)
-    softmax = [
-        train_softmax(task, start, decay, cfg, False) for start in starts[: cfg["softmax_restarts"]]
-    ]
+    softmax = [train_softmax(task, start, beta, cfg) for start in starts[: cfg["softmax_restarts"]]]
     convex["time_to_threshold"] = reach(convex["curve"], optimum, "time")
     convex["steps_to_threshold"] = reach(convex["curve"], optimum, "step")
     return {

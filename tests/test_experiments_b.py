@@ -92,7 +92,7 @@ def test_last_layer_inputs_are_the_last_mixer_input():
         h = h + mixer.apply(last["mixer"], X, lcfg)[0]
         h = h + ffn.apply(last["ffn"], ln(h, last["norm2"]), lcfg)[0]
         out = ln(h, params["final_norm"]).mean(1) @ params["head"]["w"] + params["head"]["b"]
-        return X, out, frozen_encoder.last_layer_inputs(params, cfg, x)
+        return X, out, transformer.last_layer_inputs(params, x, cfg)
 
     X, out, features = by_hand(params, x)
     np.testing.assert_allclose(features, X, rtol=1e-10, atol=1e-12)

@@ -161,3 +161,83 @@ def test_loss_scaling_matches_the_convex_programs():
     labels = _task()
     logits = np.array([[0.0, 0.0, 0.0]])
     np.testing.assert_allclose(base.per_sample_loss(labels)(logits, np.array([1])), [np.log(3)])
+
+
+def test_trained_models_record_test_metric_curves():
+    """The history carries the test metric at every logged step (measured time, not spread),
+    and ``record`` entries next to it; the last point is the fitted model's test metric."""
+    task = _task()
+    seen = []
+
+    def record(predict):
+        seen.append(1)
+        return {"train_accuracy_again": np.mean(predict(task.X_train) == task.y_train)}
+
+    model = zoo.make("simplex-adam", steps=60, log_every=20, record=record).fit(task)
+    history = model.report()["history"]
+    assert len(history["test_metric"]) == len(history["time"]) == len(history["step"]) == 4
+    assert history["step"] == [0, 20, 40, 60] and len(seen) == 4
+    assert history["test_metric"][-1] == pytest.approx(model.report()["test_metric"])
+    assert history["train_accuracy_again"][-1] == pytest.approx(model.report()["train_metric"])
+    assert np.all(np.diff(history["time"]) > 0) and len(set(np.diff(history["time"]))) > 1
+    assert {"train_loss", "test_loss"} <= set(history)
+
+
+def test_convex_curve_records_the_test_metric_along_the_solve():
+    task = _task("regression")
+    model = zoo.make("convex-fista", curve=True, max_iter=5000).fit(task)
+    report = model.report()
+    history = report["history"]
+    assert report["status"] == "optimal"
+    assert len(history["test_metric"]) == len(history["time"]) >= 2
+    assert np.all(np.diff(history["step"]) > 0) and np.all(np.diff(history["time"]) >= 0)
+    assert history["test_metric"][-1] == pytest.approx(report["test_metric"])
+    assert history["objective"][-1] == pytest.approx(report["objective"], rel=1e-9)
+    assert report["details"]["iterations"] == history["step"][-1]
+
+
+def test_restarts_keep_the_best_train_objective():
+    task = _task()
+    model = zoo.make("simplex-sgd", steps=40, log_every=20, restarts=3, seed=5).fit(task)
+    details = model.report()["details"]
+    assert details["restart_seeds"] == [5, 6, 7]
+    objectives = details["restart_objectives"]
+    assert len(objectives) == 3 and len(set(objectives)) == 3  # different initializations
+    assert model.report()["objective"] == min(objectives)
+    assert details["best_seed"] == 5 + int(np.argmin(objectives)) and model.seed == 5
+    one = zoo.make("simplex-sgd", steps=40, log_every=20, seed=details["best_seed"]).fit(task)
+    assert one.report()["objective"] == pytest.approx(min(objectives), rel=1e-6)
+    with pytest.raises(ValueError, match="restarts"):
+        zoo.make("simplex-sgd", steps=40, restarts=0).fit(task)
+
+
+def test_convex_and_simplex_fits_share_one_certificate_solve():
+    from convextx.zoo import certificates
+
+    task = _task("regression")
+    certificates.cache_clear()
+    convex = zoo.make("convex-fista", beta=0.5).fit(task)
+    simplex = zoo.make("simplex-adam", beta=0.5, steps=20).fit(task)
+    info = certificates.cache_info()
+    assert (info.hits, info.misses, info.solves) == (1, 0, 0)  # the convex solve was reused
+    assert simplex.report()["certified_optimum"] == convex.report()["objective"]
+    zoo.make("simplex-sgd", beta=0.5, steps=20).fit(task)  # another simplex fit: a hit too
+    zoo.make("simplex-adam", beta=0.25, steps=20).fit(task)  # another beta: a solve of its own
+    info = certificates.cache_info()
+    assert (info.hits, info.misses, info.solves, info.currsize) == (2, 1, 1, 2)
+    assert zoo.make("simplex-adam", beta=0.5, steps=20, tol=1e-9).fit(task)  # tighter: solved
+    assert certificates.cache_info().solves == 2
+
+
+def test_check_certified_refuses_objectives_below_the_bound():
+    from convextx.zoo.certificates import CertificateError, check_certified
+
+    assert check_certified([2.0, 1.5], 1.0) == pytest.approx(0.5)
+    assert check_certified([2.0, float("nan")], 1.0) is None
+    assert check_certified([1.0 - 1e-9], 1.0) == pytest.approx(-1e-9)  # float rounding
+    with pytest.raises(CertificateError, match="below the certified lower bound"):
+        check_certified([0.9], 1.0)
+    model, _ = _fitted("simplex-adam")
+    details = model.report()["details"]
+    assert details["margin_above_bound"] >= 0
+    assert details["lower_bound"] <= model.report()["certified_optimum"]

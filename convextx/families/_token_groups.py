@@ -157,6 +157,14 @@ class TokenGroupFamily(Family):
 
     # -------------------------------------------------------------- nonconvex twin
 
+    def twin_gates(self, program: ConvexProgram) -> dict[str, np.ndarray] | None:
+        """The fixed gates of the twin's heads (``baselines.heads``), None without gates."""
+        return None
+
+    def twin_outputs(self, program: ConvexProgram) -> int | None:
+        """``c`` of the twin's ``baselines.heads.init_params`` (None: one scalar output)."""
+        return program.outputs
+
     def twin_forward(self, heads: Mapping[str, Any], X: Array) -> Array:
         out = heads_module.forward(self.twin_kind, {k: jnp.asarray(v) for k, v in heads.items()}, X)
         return out.reshape(out.shape[0], -1)

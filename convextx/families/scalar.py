@@ -26,7 +26,7 @@ from convextx.families._token_groups import UngatedFamily
 from convextx.families.base import Data, Targets
 
 if TYPE_CHECKING:
-    pass
+    from convextx.programs import ConvexProgram
 
 
 def predict_scalar(X: jax.Array, Z: jax.Array) -> jax.Array:
@@ -55,6 +55,9 @@ class Scalar(UngatedFamily):
 
     def shape(self, data: Data, outputs: int) -> tuple[int, ...]:
         return tuple(data.X.shape[1:])
+
+    def twin_outputs(self, program: ConvexProgram) -> None:
+        return None
 
     def assemble(self, program, heads, gate):
         return {**heads, "a": heads["a"][:, 0]}

@@ -16,16 +16,11 @@ so recovery is exact for cross-entropy too (measured in ``tests/test_convex_core
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
 from convextx.families._token_groups import UngatedFamily
 from convextx.families.base import Data
-
-if TYPE_CHECKING:
-    pass
 
 
 def predict_vector(X: jax.Array, Z: jax.Array) -> jax.Array:

@@ -10,9 +10,15 @@
 Entries (``names()``): "convex-fista", "convex-cvxpy", "convex-gated" (certified convex solves),
 "simplex-adam", "simplex-sgd" (the same architecture by gradient, scored on the same objective),
 "softmax-transformer", "gss", "moe" (transformer stacks), "repair-merged" (REPAIR-merged MLPs).
-The protocol is ``convextx.zoo.base.Model``.
+The protocol is ``convextx.zoo.base.Model``. Reports carry histories in measured wall time; the
+trained models also record the test metric (``history["test_metric"]``) and a ``record``
+setting's entries at every logged step, and fit from several seeds with ``restarts`` (keeping the
+lowest train objective). Certified optima are shared through one cache
+(``convextx.zoo.certificates``), so a convex and a simplex fit on one task solve once;
+``certificates.check_certified`` checks a nonconvex run against the certified bound.
 """
 
+from convextx.zoo import certificates
 from convextx.zoo.base import Model
 from convextx.zoo.convex import ConvexModel
 from convextx.zoo.merged import MergedMLPModel
@@ -26,6 +32,7 @@ __all__ = [
     "Model",
     "SimplexModel",
     "TransformerModel",
+    "certificates",
     "make",
     "names",
     "settings",

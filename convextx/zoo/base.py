@@ -17,6 +17,7 @@ also report the certified optimum of that program.
 from __future__ import annotations
 
 import abc
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -129,9 +130,16 @@ def wall_clock_stop(budget_seconds: float | None) -> Callable[[dict], bool] | No
 
 
 def train_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
-    """{"time", "objective"} of a ``baselines.train.Trainer`` history (time: seconds in optimizer
-    steps, compilation and evaluation excluded)."""
-    return {"time": list(history["time"]), "objective": list(history["objective"])}
+    """Every column of a ``baselines.train.Trainer`` history: step, time (seconds in optimizer
+    steps, compilation and evaluation excluded), objective, the mean train / test losses (and
+    accuracies), test_metric and the entries of a model's ``record``."""
+    return {k: list(v) for k, v in history.items()}
+
+
+def best_restart(objectives: list[float]) -> int:
+    """Index of the lowest finite objective (0 when none is finite)."""
+    values = np.asarray(objectives, dtype=float)
+    return int(np.argmin(np.where(np.isfinite(values), values, np.inf)))
 
 
 def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +169,8 @@ class Model(abc.ABC):
 
     def fit(self, task: Task, budget_seconds: float | None = None) -> Model:
         """Train on ``task``'s train split, capped at ``budget_seconds`` of wall time where the
-        trainer is iterative (see each model). Records wall and CPU time, both metrics."""
+        trainer is iterative (see each model; with ``restarts``, shared evenly between them).
+        Records wall and CPU time, both metrics."""
         if not isinstance(task, Task):
             raise TypeError(f"task must be a convextx.tasks.Task; got {type(task).__name__}")
         if task.problem not in self.problems:
@@ -173,7 +182,13 @@ class Model(abc.ABC):
         self.integer_targets_ = integer_targets(task)
         self.target_shape_ = task.y_train.shape[1:]
         wall, cpu = time.perf_counter(), time.process_time()
-        self._fit(task, self.budget_seconds_)
+        from solvers import checks
+
+        restarts = checks.integer("restarts", getattr(self, "restarts", 1), 1)
+        if restarts == 1:
+            self._fit(task, self.budget_seconds_)
+        else:
+            self._fit_restarts(task, self.budget_seconds_, restarts)
         self.wall_seconds_ = time.perf_counter() - wall
         self.cpu_seconds_ = time.process_time() - cpu
         self._certify(task)
@@ -215,14 +230,24 @@ class Model(abc.ABC):
         objective (final train objective), objective_terms (what it sums), certified_optimum,
         gap and status (the convex program of the same architecture; None where there is
         none), parameters, wall_seconds and cpu_seconds (of ``fit``, compilation included),
-        budget_seconds, device, history ({"time": seconds, "objective": values} during
-        training), details (model-specific). A model whose training diverged has status
+        budget_seconds, device, history (during training: "time" in measured seconds and
+        "objective", with "step"; trained models also record "test_metric", the mean
+        "train_loss" / "test_loss" and the entries of their ``record`` setting at each logged
+        step; convex models with ``curve=True`` too), details (model-specific; with
+        ``restarts`` > 1: restart_seeds, restart_objectives (each restart's final train
+        objective) and best_seed, the one kept). A model whose training diverged has status
         "diverged" and details["diverged_at"] (the step); non-finite numbers are None.
         """
         if not hasattr(self, "wall_seconds_"):
             raise AttributeError(f"model {self.name!r} is not fitted yet; call fit(task) first")
         summary = self._summary()
         details = dict(summary.get("details", {}))
+        if hasattr(self, "restart_objectives_"):
+            details |= {
+                "restart_seeds": self.restart_seeds_,
+                "restart_objectives": self.restart_objectives_,
+                "best_seed": self.restart_seeds_[self.best_restart_],
+            }
         status = summary.get("status")
         if self.diverged_at_ is not None:
             status, details["diverged_at"] = "diverged", self.diverged_at_
@@ -260,6 +285,50 @@ class Model(abc.ABC):
     @abc.abstractmethod
     def _fit(self, task: Task, budget_seconds: float | None) -> None:
         """Train (timed by ``fit``)."""
+
+    def _train_objective(self) -> float:
+        """The final train objective after ``_fit`` (inf for a diverged run): restarts keep the
+        lowest."""
+        if self.diverged_at_ is not None:
+            return float("inf")
+        return float(self.objective_)
+
+    def _fit_restarts(self, task: Task, budget_seconds: float | None, restarts: int) -> None:
+        """``_fit`` from seeds seed, seed + 1, ..., seed + restarts - 1 (each given an equal share
+        of the budget); keeps the fit of the lowest final train objective."""
+        share = None if budget_seconds is None else budget_seconds / restarts
+        trials = []
+        for r in range(restarts):
+            trial = copy.copy(self)
+            trial.seed, trial.restarts = self.seed + r, 1
+            trial._fit(task, share)
+            trials.append(trial)
+        objectives = [trial._train_objective() for trial in trials]
+        best = best_restart(objectives)
+        seed = self.seed
+        self.__dict__.update(trials[best].__dict__)
+        self.seed, self.restarts = seed, restarts
+        self.restart_seeds_ = [seed + r for r in range(restarts)]
+        self.restart_objectives_ = objectives
+        self.best_restart_ = best
+
+    def _curve(self, task: Task, outputs: Callable[[Any, Any], Any]) -> Callable[[Any], dict]:
+        """A ``Trainer.run`` ``eval_fn``: params -> {"test_metric": the test metric of the
+        model with those params, **record(predict)} (``outputs(params, inputs)``: raw outputs,
+        jitted by the caller; ``record``: the model's setting, if any)."""
+        X_test = jnp.asarray(self.inputs(task, "test"))
+        record = getattr(self, "record", None)
+
+        def evaluate(params: Any) -> dict[str, float]:
+            def predict(inputs: Any) -> np.ndarray:
+                return self._decode(outputs(params, jnp.asarray(inputs)))
+
+            entry = {"test_metric": score(task, "test", predict(X_test))}
+            if record is not None:
+                entry |= {k: float(v) for k, v in record(predict).items()}
+            return entry
+
+        return evaluate
 
     def _certify(self, task: Task) -> None:  # noqa: B027 (an optional hook, empty by default)
         """Work after training that is not part of it (untimed), e.g. a reference optimum."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
-from convextx.estimator import ConvexAttention
+from convextx.estimator import ConvexAttention, default_tol
 from convextx.tasks import Task
-from convextx.zoo import base
+from convextx.zoo import base, certificates
 
 
 def default_kind(task: Task) -> str:
@@ -27,11 +31,17 @@ class ConvexModel(base.Model):
     heads (costs a reduction that can exceed the solve itself on 10^3 samples; off by default,
     so up to one head per group of the solution).  seed: gate sampling.
 
+    curve: record the test metric (and ``record``'s entries: ``predict -> {name: value}``)
+    along the solve, which then runs as warm-started solves of doubling iteration budgets
+    (1, 2, 4, ... up to max_iter, until certified), each evaluated after it; off by default.
+
     ``budget_seconds`` binds the solve (its ``time_limit``: iterations stop at the end of the
     compiled chunk that passes it, status "time_limit"). The loss is cross-entropy for integer
     targets, squared otherwise. The history's time axis is the solve's measured timeline (the
     wall time at the end of each compiled chunk of iterations, compilation excluded and
-    reported apart as ``details["setup_seconds"]``).
+    reported apart as ``details["setup_seconds"]``; with ``curve``, the summed seconds of the
+    solves up to each evaluation). A certified FISTA solve goes into the zoo's certificate
+    cache (``convextx.zoo.certificates``), where the simplex models of the task find it.
     """
 
     def __init__(
@@ -46,6 +56,8 @@ class ConvexModel(base.Model):
         gates: Any = None,
         reduce_support: bool = False,
         seed: int = 0,
+        curve: bool = False,
+        record: Callable[[Callable[[Any], np.ndarray]], dict[str, float]] | None = None,
     ) -> None:
         super().__init__(**base.hyperparameters(locals()))
 
@@ -57,12 +69,62 @@ class ConvexModel(base.Model):
             solver=self.solver,
             gates=self.gates,
             max_iter=self.max_iter,
-            reduce_support=self.reduce_support,
+            reduce_support=self.reduce_support and not self.curve,
             seed=self.seed,
             **({} if self.tol is None else {"tol": self.tol}),
             time_limit=budget_seconds,  # cvxpy runs to its own end
         )
-        self.estimator_ = estimator.fit(task.X_train, task.y_train)
+        self.curve_ = None
+        if not self.curve:
+            self.estimator_ = estimator.fit(task.X_train, task.y_train)
+            self.iterations_ = self.estimator_.n_iter_
+            return
+        self.estimator_ = estimator.set_params(warm_start=True)
+        deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
+        history: dict[str, list[float]] = {}
+        total, seconds, chunk = 0, 0.0, 1
+        while True:
+            left = None if deadline is None else max(deadline - time.perf_counter(), 1e-6)
+            last = total + chunk >= self.max_iter
+            estimator.set_params(max_iter=self.max_iter - total if last else chunk, time_limit=left)
+            with warnings.catch_warnings():  # a partial solve is the point here
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                estimator.fit(task.X_train, task.y_train)
+            result = estimator.solve_result_
+            total, seconds = total + result.iterations, seconds + result.seconds
+            entry = {"step": total, "time": seconds, "objective": result.objective}
+            entry |= {"gap": result.gap, **self._evaluate(task)}
+            for key, value in entry.items():
+                history.setdefault(key, []).append(value)
+            out_of_time = deadline is not None and time.perf_counter() > deadline
+            if result.status == "optimal" or last or out_of_time:
+                break
+            chunk *= 2
+        self.curve_, self.iterations_ = history, total
+        if self.reduce_support:  # from the optimum found: the fewest heads
+            estimator.set_params(reduce_support=True, time_limit=None, max_iter=self.max_iter)
+            estimator.fit(task.X_train, task.y_train)
+
+    def _evaluate(self, task: Task) -> dict[str, float]:
+        entry = {"test_metric": self.score(task, "test")}
+        if self.record is not None:
+            entry |= {k: float(v) for k, v in self.record(self.predict).items()}
+        return entry
+
+    def _certify(self, task: Task) -> None:
+        est = self.estimator_
+        if self.solver != "fista" or est.kind not in ("scalar", "vector", "sequence"):
+            return
+        if (
+            est.program_.outputs != task.output_dim
+        ):  # classes inferred from y differ from the task's
+            return
+        tol = est.tol if est.tol is not None else default_tol(est.program_.problem.dtype)
+        result = est.solve_result_
+        certificate = certificates.Certificate(
+            float(est.objective_), float(result.dual), float(est.gap_), est.status_, float(tol)
+        )
+        certificates.store(task, est.kind, est.loss_, self.beta, est.dtype, certificate)
 
     def predict(self, inputs: Any) -> np.ndarray:
         """Labels or predictions for features X (N, n, d)."""
@@ -83,12 +145,18 @@ class ConvexModel(base.Model):
             "gap": est.gap_,
             "status": est.status_,
             "parameters": base.count_parameters(est.heads_),
-            "history": {"time": timeline["seconds"], "objective": timeline["objective"]},
+            "history": self.curve_
+            or {
+                "step": timeline["iteration"],
+                "time": timeline["seconds"],
+                "objective": timeline["objective"],
+            },
             "details": {
                 "kind": est.kind,
                 "beta": self.beta,
                 "solver": result.method,
-                "iterations": est.n_iter_,
+                "iterations": self.iterations_,
+                "lower_bound": result.dual,
                 "solve_seconds": result.seconds,
                 "setup_seconds": result.setup_seconds,
                 "heads": int(np.asarray(est.heads_["a"]).shape[0]),

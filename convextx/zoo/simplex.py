@@ -9,23 +9,33 @@ Adam/SGD stop above the global optimum.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from baselines import heads as heads_module
 from baselines.optim import make_optimizer
 from baselines.train import Trainer
-from convextx.estimator import default_tol, precision
+from convextx.estimator import precision
 from convextx.objectives import nonconvex_objective
-from convextx.programs import convex_program
 from convextx.tasks import Task
-from convextx.zoo import base
+from convextx.zoo import base, certificates
 from convextx.zoo.convex import default_kind
 
 KINDS = ("scalar", "vector", "sequence")
 DEFAULT_LEARNING_RATES = {"adam": 1e-2, "adamw": 1e-2}
+
+
+@functools.cache
+def _forward(kind: str) -> Callable[[Any, Any], Any]:
+    """Jitted raw outputs of trainable params (one compilation per kind and shape)."""
+    return jax.jit(
+        lambda params, X: heads_module.forward(kind, heads_module.to_heads(params, kind), X)
+    )
 
 
 def default_heads(kind: str, n: int, d: int, c: int) -> int:
@@ -44,10 +54,17 @@ class SimplexModel(base.Model):
     steps must shrink with N).  steps, batch_size (None: full batch), parameterization of the
     simplex rows ("softmax" | "projection").  seed: initialization and minibatch order.
     tol, max_iter: the certificate, the same program solved in float64 by FISTA after training
-    (outside the timed fit) to relative gap ``tol`` (None: ConvexAttention's float64 default).
+    (outside the timed fit) to relative gap ``tol`` (None: ConvexAttention's float64 default),
+    or taken from the zoo's certificate cache (``convextx.zoo.certificates``) when a convex or
+    simplex fit of the same task, kind, loss and beta certified it to ``tol`` or tighter.
+    restarts: fit from seeds seed, ..., seed + restarts - 1 and keep the lowest final objective
+    (details["restart_objectives"]).  record: ``predict -> {name: value}``, called at every
+    logged step with the current network's predict (its entries join the history).
     progress: show the training progress bar.
 
-    ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
+    ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps;
+    "log": log-spaced). The report's details hold the certificate's lower_bound and the
+    margin_above_bound of the lowest objective of the run (final and logged).
     """
 
     def __init__(
@@ -62,10 +79,12 @@ class SimplexModel(base.Model):
         steps: int = 3000,
         batch_size: int | None = None,
         parameterization: str = "softmax",
-        log_every: int = 50,
+        log_every: int | str = 50,
         tol: float | None = None,
         max_iter: int = 10_000,
         seed: int = 0,
+        restarts: int = 1,
+        record: Callable[[Callable[[Any], np.ndarray]], dict[str, float]] | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__(**base.hyperparameters(locals()))
@@ -91,8 +110,9 @@ class SimplexModel(base.Model):
             self.parameterization,
         )
         rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 1.0 / N)
+        accuracy = base.integer_targets(task)
         trainer = Trainer(
-            heads_module.objective(kind, base.per_sample_loss(task)),
+            heads_module.objective(kind, base.per_sample_loss(task), accuracy=accuracy),
             make_optimizer(self.optimizer, rate),
             penalty=heads_module.WeightDecay(kind, self.beta),
             project=heads_module.project if self.parameterization == "projection" else None,
@@ -102,6 +122,8 @@ class SimplexModel(base.Model):
             params,
             (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
             self.steps,
+            test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
+            eval_fn=self._curve(task, _forward(kind)),
             log_every=self.log_every,
             early_stop=base.wall_clock_stop(budget_seconds),
             seed=self.seed,
@@ -124,23 +146,12 @@ class SimplexModel(base.Model):
             )
 
     def _certify(self, task: Task) -> None:
-        with precision("float64"):
-            program = convex_program(
-                task.X_train,
-                task.y_train,
-                self.kind_,
-                self.beta,
-                base.convex_loss(task),
-                num_classes=task.num_classes,
-                dtype="float64",
-            )
-            tol = default_tol("float64") if self.tol is None else self.tol
-            solved = program.solve(method="fista", tol=tol, max_iter=self.max_iter)
-        self.certified_optimum_, self.gap_, self.status_ = (
-            solved.objective,
-            solved.gap,
-            solved.status,
+        self.certificate_ = certificates.certify(
+            task, self.kind_, self.beta, base.convex_loss(task), self.tol, self.max_iter
         )
+        run = [self.objective_, *self.result_.history["objective"]]
+        finite = np.isfinite(np.asarray(run, dtype=float)).all()
+        self.margin_ = min(run) - self.certificate_.lower_bound if finite else None
 
     def predict(self, inputs: Any) -> np.ndarray:
         """Labels or predictions for features X (N, n, d)."""
@@ -154,9 +165,9 @@ class SimplexModel(base.Model):
         return {
             "objective": self.objective_,
             "objective_terms": base.CONVEX_TERMS,
-            "certified_optimum": self.certified_optimum_,
-            "gap": self.gap_,
-            "status": self.status_,
+            "certified_optimum": self.certificate_.objective,
+            "gap": self.certificate_.gap,
+            "status": self.certificate_.status,
             "parameters": base.count_parameters(self.result_.params),
             "history": base.train_history(self.result_.history),
             "details": {
@@ -166,6 +177,8 @@ class SimplexModel(base.Model):
                 "steps": self.result_.steps,
                 "stopped_by_budget": self.result_.stopped_early,
                 "train_seconds": self.result_.seconds,
-                "excess_over_optimum": self.objective_ - self.certified_optimum_,
+                "excess_over_optimum": self.objective_ - self.certificate_.objective,
+                "lower_bound": self.certificate_.lower_bound,
+                "margin_above_bound": self.margin_,
             },
         }

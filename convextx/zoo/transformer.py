@@ -8,6 +8,9 @@ objective is not the convex program's.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -22,6 +25,25 @@ from convextx.zoo import base
 
 VIEWS = ("auto", "tokens", "features")
 MAPS_SAMPLES = 64  # attention maps are averaged over this many training inputs
+DECAY_TERMS = "sum of losses + weight decay on the weight matrices"
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixDecay:
+    """The Trainer penalty beta / 2 sum |W|^2 over the weight matrices (leaves of >= 2 axes);
+    equal for equal beta, so trainers built twice share their compiled steps."""
+
+    beta: float
+
+    def __call__(self, params: Any) -> jax.Array:
+        leaves = [leaf for leaf in jax.tree.leaves(params) if leaf.ndim >= 2]
+        return self.beta / 2 * sum(jnp.sum(leaf**2) for leaf in leaves)
+
+
+@functools.cache
+def _apply(cfg: transformer.TransformerConfig) -> Callable[[Any, Any], jax.Array]:
+    """Jitted raw outputs (one per config)."""
+    return jax.jit(lambda params, x: transformer.apply(params, x, cfg)[0])
 
 
 class TransformerModel(base.Model):
@@ -29,9 +51,17 @@ class TransformerModel(base.Model):
     ``ffn`` ("mlp", "moe" or None), width E, ``heads`` H; ``options`` go to every layer (e.g.
     {"num_experts": 4}).  view: the inputs read, "auto" (tokens if the task has them), "tokens" or
     "features".
-    causal: decoder mask.  optimizer, learning_rate, steps, batch_size (None: full batch; capped at
-    N), log_every: ``baselines.optim.make_optimizer`` and ``baselines.train.Trainer``.
-    seed: initialization and minibatch order.
+    causal: decoder mask.  norm ("pre" | "post"), positions ("learned" | "sinusoidal" |
+    "none"), pooling ("mean" | "first" | "last"): ``baselines.transformer.TransformerConfig``.
+    optimizer, learning_rate, optimizer_options (e.g. {"b2": 0.98}), warmup_steps (linear
+    warmup, then constant), steps, batch_size (None: full batch; capped at N), log_every (an int
+    or "log"): ``baselines.optim.make_optimizer`` and ``baselines.train.Trainer``.
+    weight_decay: beta / 2 |W|^2 over the weight matrices (LayerNorm gains and biases are not
+    decayed), part of the objective (on the sum-of-losses scale); 0 by default.
+    checkpoint_dir, checkpoint_every: the Trainer's checkpoints (a run finding one resumes).
+    seed: initialization and minibatch order.  restarts: fit from seeds seed, ...,
+    seed + restarts - 1 and keep the lowest final objective.  record: ``predict -> {name:
+    value}``, called at every logged step (its entries join the history).
 
     ``budget_seconds`` stops training at the first logged step past it (``log_every`` steps).
     """
@@ -48,12 +78,22 @@ class TransformerModel(base.Model):
         options: dict[str, Any] | None = None,
         view: str = "auto",
         causal: bool = False,
+        norm: str = "pre",
+        positions: str = "learned",
+        pooling: str = "mean",
         optimizer: str = "adam",
         learning_rate: float = 3e-3,
+        optimizer_options: dict[str, Any] | None = None,
+        warmup_steps: int = 0,
+        weight_decay: float = 0.0,
         steps: int = 1000,
         batch_size: int | None = 128,
-        log_every: int = 50,
+        log_every: int | str = 50,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 1000,
         seed: int = 0,
+        restarts: int = 1,
+        record: Callable[[Callable[[Any], np.ndarray]], dict[str, float]] | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__(**base.hyperparameters(locals()))
@@ -78,6 +118,9 @@ class TransformerModel(base.Model):
             mixer=self.mixer,
             ffn=self.ffn,
             causal=self.causal,
+            norm=self.norm,
+            positions=self.positions,
+            pooling=self.pooling,
             output=output.get(task.problem, "token"),
             num_outputs=task.output_dim,
             options=dict(self.options or {}),
@@ -88,25 +131,40 @@ class TransformerModel(base.Model):
         inputs = jnp.asarray(self.inputs(task, "train"))
         params = jax.jit(lambda key: transformer.init(key, cfg))(base.init_key(self.seed))
         batch = None if self.batch_size is None else min(self.batch_size, task.n_train)
+        optimizer = make_optimizer(
+            self.optimizer,
+            self.learning_rate,
+            warmup_steps=self.warmup_steps,
+            steps=self.steps if self.warmup_steps else None,
+            options=self.optimizer_options,
+        )
         trainer = Trainer(
-            transformer.objective(cfg, base.per_sample_loss(task), accuracy=False),
-            make_optimizer(self.optimizer, self.learning_rate),
+            transformer.objective(
+                cfg, base.per_sample_loss(task), accuracy=base.integer_targets(task)
+            ),
+            optimizer,
+            penalty=MatrixDecay(self.weight_decay) if self.weight_decay else None,
             batch_size=batch,
         )
+        self._apply = _apply(cfg)
         result = trainer.run(
             params,
             (inputs, jnp.asarray(task.y_train)),
             self.steps,
+            test_data=(jnp.asarray(self.inputs(task, "test")), jnp.asarray(task.y_test)),
+            eval_fn=self._curve(task, self._apply),
             log_every=self.log_every,
             early_stop=base.wall_clock_stop(budget_seconds),
+            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_every=self.checkpoint_every,
             seed=self.seed,
             progress=self.progress,
         )
         self.result_ = result
         self.diverged_at_ = result.diverged_at
         self.params_ = result.params
+        self.objective_ = result.history["objective"][-1]
         self.maps_inputs_ = inputs[:MAPS_SAMPLES]
-        self._apply = jax.jit(lambda params, x: transformer.apply(params, x, cfg)[0])
 
     def predict(self, inputs: Any) -> np.ndarray:
         """Labels or predictions for tokens (N, L) or features (N, L, d) (``input_view``)."""
@@ -122,8 +180,8 @@ class TransformerModel(base.Model):
 
     def _summary(self) -> dict[str, Any]:
         return {
-            "objective": self.result_.history["objective"][-1],
-            "objective_terms": base.LOSS_TERMS,
+            "objective": self.objective_,
+            "objective_terms": base.LOSS_TERMS if not self.weight_decay else DECAY_TERMS,
             "parameters": base.count_parameters(self.params_),
             "history": base.train_history(self.result_.history),
             "details": {
