@@ -1,6 +1,6 @@
 """Frozen encoder, last attention layer replaced: the paper's BERT student-teacher, offline.
 
-The analogue of the paper's first experiment (paper-notes 7.1, 10.3) without a download: a small
+The analogue of the paper's first experiment (BERT student-teacher) without a download: a small
 softmax transformer encoder (the zoo's "softmax-transformer", ``baselines.transformer``,
 pre-norm, learned positions, mean pooling) is pretrained on scikit-learn's digits
 (``cx.tasks.load("digits")``: the 8 pixel rows of an image as 8 tokens) and frozen. Its last attention layer's inputs, LN(h) of the residual stream

@@ -1,6 +1,6 @@
 """Grokking on modular division: softmax attention vs the convex alternative (eq. 4) in L1 / L12.
 
-The paper's algorithmic experiment (paper-notes 7.2, 10.4): ``c = a / b mod p`` from the tokens
+The paper's algorithmic experiment: ``c = a / b mod p`` from the tokens
 ``<eos> a / b =`` (``cx.tasks.load("modular", op="div")``), a random ``train_fraction`` of all
 p (p - 1) equations for training, the rest held out. Models (``baselines.transformer``, a causal
 decoder read out at the last token "="):
@@ -13,7 +13,7 @@ decoder read out at the last token "="):
 
 Each model is the zoo's "softmax-transformer" entry (``convextx.zoo``, trained by
 ``baselines.train.Trainer``) with the openai/grok recipe (as reconstructed
-by a third party; paper-notes 7.2): AdamW lr 1e-3, betas (0.9, 0.98), eps 1e-8, decoupled weight
+by a third party): AdamW lr 1e-3, betas (0.9, 0.98), eps 1e-8, decoupled weight
 decay, 10-step linear warmup then constant rate, minibatches of 512 (the whole train split when
 it is smaller), width 128, 4 heads, post-LayerNorm, sinusoidal positions, loss = cross-entropy on
 the answer. The Trainer minimizes the SUM of the losses (N times the mean), so Adam's eps is scaled

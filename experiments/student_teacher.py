@@ -4,7 +4,7 @@ Data: ``cx.tasks.load("student_teacher", ...)`` with a "convex" teacher (sparse 
 inside the model class) or a "softmax" teacher (random softmax attention, outside it), as
 "regression" (one output, squared loss: P1 / eq. 8) or "classification" (c = 2 classes, softmax
 cross-entropy: P2 / eq. 11). beta = ``beta_ratio`` x beta_max (the smallest beta with a zero
-solution). Objectives are SUMS over samples plus the exact weight decay (MATH.md), so every
+solution). Objectives are SUMS over samples plus the exact weight decay (``convextx.families``), so every
 number below is on one scale.
 
 Methods, per (teacher, problem, data seed), all ``convextx.zoo`` entries:

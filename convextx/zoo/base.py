@@ -9,7 +9,7 @@
     model.report()                             # one JSON-ready dict (see ``Model.report``)
 
 A model's "objective" is the quantity its trainer minimizes, summed over the training samples
-(as in the convex programs, MATH.md): ``objective_terms`` in the report says which. Models of the
+(as in the convex programs of ``convextx.families``): ``objective_terms`` in the report says which. Models of the
 convex program's architecture (convex solves, simplex heads by Adam/SGD) share one scale and
 also report the certified optimum of that program.
 """
