@@ -18,6 +18,7 @@ from baselines.heads import objective as heads_objective
 from baselines.heads import penalty as heads_penalty
 from baselines.heads import project as heads_project
 from baselines.heads import sample_gates, to_heads
+from baselines.linear_attention import forward as linear_attention_forward
 from baselines.optim import OPTIMIZERS, SCHEDULES, learning_rate_schedule, make_optimizer
 from baselines.registry import (
     Layer,
@@ -66,6 +67,7 @@ __all__ = [
     "heads_penalty",
     "heads_project",
     "learning_rate_schedule",
+    "linear_attention_forward",
     "log_steps",
     "make_optimizer",
     "mixer_names",

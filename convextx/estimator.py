@@ -69,7 +69,8 @@ class ConvexAttention(BaseEstimator):
     """A network of a convex program family, fitted to a certified global optimum.
 
     kind: a family name (``convextx.families.names()``): "scalar" (P1, one output), "vector"
-      (P2), "gated" (P3: gated-ReLU FCN on the heads), "sequence" (P4: per-token outputs).
+      (P2), "gated" (P3: gated-ReLU FCN on the heads), "sequence" (P4: per-token outputs),
+      "linear" (P5: multi-head linear attention at a query token, a nuclear-norm program).
     beta: weight-decay strength (> 0).  loss: "squared", "logistic", "cross_entropy", or None
       (labels: the family's default classification loss, cross-entropy or logistic for
       "scalar"; float targets: squared). The scikit-learn estimator type follows the loss
@@ -84,8 +85,10 @@ class ConvexAttention(BaseEstimator):
       gap is honest: a float32 iterate whose objective is optimal to 1e-7 may certify only
       ~1e-3, hence the looser float32 default).
     heads: number of heads to recover (None: as many as the solution needs).
-    gates: for "gated": number of random gates or ``Gates``.  reduce_support: recover from a
-      reduced optimum with linearly independent atoms (at most N + 1 active groups per output).
+    gates: for "gated": number of random gates or ``Gates``.  query: for "linear": the query
+      position (an int index into the n tokens; None: -1, the last).  reduce_support: recover
+      from a reduced optimum with linearly independent atoms (at most N + 1 active groups per
+      output).
     warm_start: start from the previous solution (same program shape, solvers fista and
       working_set).  working_set: deprecated alias of solver="working_set".
     seed: random parts of the program (gates).  verbose: print the solve's summary.
@@ -105,6 +108,7 @@ class ConvexAttention(BaseEstimator):
         solver: str = "fista",
         heads: int | None = None,
         gates: Any = None,
+        query: int | None = None,
         tol: float | None = None,
         max_iter: int = 10_000,
         reduce_support: bool = True,
@@ -121,6 +125,7 @@ class ConvexAttention(BaseEstimator):
         self.solver = solver
         self.heads = heads
         self.gates = gates
+        self.query = query
         self.tol = tol
         self.max_iter = max_iter
         self.reduce_support = reduce_support
@@ -210,7 +215,7 @@ class ConvexAttention(BaseEstimator):
         loss, encoded, classes = self._targets(y)
         num_classes = None if classes is None else int(classes.size)
         targets = family.encode(encoded, loss, X.shape, num_classes, weights)
-        options = families.resolve_options(family, {"gates": self.gates})
+        options = families.resolve_options(family, {"gates": self.gates, "query": self.query})
         program = build(
             family, X, targets, float(self.beta), loss, options, int(self.seed), self.dtype,
             check_targets=False,

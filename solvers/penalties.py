@@ -259,6 +259,61 @@ class StochasticGauge(Penalty):
         return StochasticGauge(beta, self.max_newton_steps)
 
 
+@pytree_dataclass(["beta"])
+class NuclearNorm(Penalty):
+    """``beta * sum_b |M_b|_*``: the nuclear norm (sum of singular values) of each matrix block.
+
+    x has shape (..., R, K): each trailing (R, K) matrix M_b is a block (one block for a
+    2-d x), and the blocks are the groups of ``group_norms`` / ``group_indices`` (a solution is
+    low-rank within a block, not sparse over entries). The dual norm of the sum is the largest
+    spectral norm ``max_b |W_b|_2`` (the largest singular value). The prox is singular-value
+    soft-thresholding: with ``V_b = U diag(s) W^T`` (thin SVD, batched over the blocks),
+    ``prox(V, step) = U diag(max(s - step * beta, 0)) W^T``. The domain is every matrix, so
+    ``project`` is the identity.
+    """
+
+    beta: Any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", _check_beta(self.beta))
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) < 2:
+            raise ValueError(f"NuclearNorm needs x with >= 2 axes (..., R, K); got {shape}")
+
+    def _singular_values(self, x: Array) -> Array:
+        return jnp.linalg.svd(x, compute_uv=False)
+
+    def value(self, x: Array) -> Array:
+        return self.beta * jnp.sum(self._singular_values(x))
+
+    def prox(self, v: Array, step: Array) -> Array:
+        u, s, wt = jnp.linalg.svd(v, full_matrices=False)
+        shrunk = jnp.maximum(s - step * self.beta, 0.0)
+        return jnp.matmul(u * shrunk[..., None, :], wt)
+
+    def dual_norm(self, w: Array) -> Array:
+        return jnp.max(self._singular_values(w))
+
+    def project(self, v: Array) -> Array:
+        return v
+
+    def group_norms(self, x: Array) -> Array:
+        return jnp.sum(self._singular_values(x), axis=-1).ravel()
+
+    def group_indices(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.arange(math.prod(shape)).reshape(-1, shape[-2] * shape[-1])
+
+    def cvxpy(self, x: cp.Variable, shape: tuple[int, ...]) -> tuple[cp.Expression, list]:
+        rows, cols = shape[-2], shape[-1]
+        idx = self.group_indices(shape)
+        norms = [cp.normNuc(cp.reshape(x[block], (rows, cols), order="C")) for block in idx]
+        return float(self.beta) * cp.sum(cp.hstack(norms)), []
+
+    def with_beta(self, beta: Any) -> NuclearNorm:
+        return NuclearNorm(beta)
+
+
 class NonNegative:
     """The constraint x >= 0, combined with a norm penalty (GroupL2/L1) whose prox stays exact."""
 

@@ -401,3 +401,33 @@ def test_task_properties():
 def test_task_rejects_inconsistent_fields(changes, message):
     with pytest.raises(ValueError, match=message):
         _task(**changes)
+
+
+@pytest.mark.parametrize("name", ["associative_recall", "needle"])
+def test_pairs_context_appends_the_previous_token(name):
+    """context='pairs': a fixed first layer, concat(e(t_k), e(t_(k-1))), zeros at k = 0."""
+    plain = tasks.load(name, **SMALL[name])
+    assert tasks.load(name, **SMALL[name], context="none").X_train.tobytes() == (
+        plain.X_train.tobytes()
+    )
+    paired = tasks.load(name, **SMALL[name], context="pairs")
+    assert paired.metadata["config"]["context"] == "pairs"
+    assert "pairs" in paired.metadata["embedding"]
+    for split in ("train", "test"):
+        X, P = getattr(plain, f"X_{split}"), getattr(paired, f"X_{split}")
+        d = X.shape[2]
+        assert P.shape == (*X.shape[:2], 2 * d)
+        np.testing.assert_array_equal(P[:, :, :d], X)
+        np.testing.assert_array_equal(P[:, 1:, d:], X[:, :-1])
+        assert np.all(P[:, 0, d:] == 0)
+        np.testing.assert_array_equal(getattr(paired, f"y_{split}"), getattr(plain, f"y_{split}"))
+        np.testing.assert_array_equal(
+            getattr(paired, f"tokens_{split}"), getattr(plain, f"tokens_{split}")
+        )
+
+
+@pytest.mark.parametrize("name", ["associative_recall", "needle"])
+@pytest.mark.parametrize("bad", ["triples", None, 1])
+def test_context_is_validated(name, bad):
+    with pytest.raises(ValueError, match="context"):
+        tasks.load(name, **SMALL[name], context=bad)

@@ -7,6 +7,7 @@ scalar     P1    one output: sum of simplex-attention heads (``families.scalar``
 vector     P2    c outputs: sum of simplex-attention heads (``families.vector``)
 gated      P3    simplex attention + gated-ReLU FCN with fixed gates (``families.gated``)
 sequence   P4    per-token outputs: sum of row-stochastic token mixers (``families.sequence``)
+linear     P5    multi-head linear attention at a query token, nuclear norm (``families.linear``)
 =========  ====  =============================================================================
 
 ``get(name)`` returns the family object (``families.base.Family``: the protocol every family
@@ -21,13 +22,14 @@ from typing import Any
 
 from convextx.families.base import Family, Targets
 from convextx.families.gated import Gated, Gates
+from convextx.families.linear import Linear
 from convextx.families.scalar import Scalar
 from convextx.families.sequence import Sequence
 from convextx.families.vector import Vector
 from solvers import checks
 
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (Scalar(), Vector(), Gated(), Sequence())
+    family.name: family for family in (Scalar(), Vector(), Gated(), Sequence(), Linear())
 }
 
 

@@ -1,4 +1,4 @@
-"""Synthetic probes of long-range retrieval and length generalization (baselines-notes section 5).
+"""Synthetic probes of long-range retrieval and length generalization (needle, recall, copy, parity).
 
 All are discrete: tokens (N, L) for sequence models and a fixed embedding X (N, L, d) for the
 convex models (default one-hot tokens plus one-hot positions; ``embedding="random"`` for Gaussian
@@ -9,6 +9,8 @@ enumerated); ``parity`` separates them by length.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from convextx.tasks import _checks
@@ -16,9 +18,35 @@ from convextx.tasks.base import Task
 from convextx.tasks.embeddings import token_task
 from solvers import checks
 
+CONTEXTS = ("none", "pairs")
+
 
 def _split(array: np.ndarray, N_train: int) -> tuple[np.ndarray, np.ndarray]:
     return array[:N_train], array[N_train:]
+
+
+def previous_token_pairs(X: np.ndarray) -> np.ndarray:
+    """(N, L, 2 d): each token's features followed by the previous token's (zeros at the first
+    position): ``concat(X[:, k], X[:, k - 1])``."""
+    previous = np.zeros_like(X)
+    previous[:, 1:] = X[:, :-1]
+    return np.concatenate([X, previous], axis=-1)
+
+
+def _with_context(task: Task, context: str) -> Task:
+    """``task`` with the fixed first layer of ``context`` applied to its features."""
+    if context == "none":
+        return task
+    description = (
+        f"{task.metadata['embedding']}; context 'pairs': X[i, k] = concat(e_k, e_(k-1)) of the "
+        f"embedding e above (e_(-1) = 0), d = {2 * task.X_train.shape[2]}"
+    )
+    return dataclasses.replace(
+        task,
+        X_train=previous_token_pairs(task.X_train),
+        X_test=previous_token_pairs(task.X_test),
+        metadata={**task.metadata, "embedding": description},
+    )
 
 
 def associative_recall(
@@ -31,6 +59,7 @@ def associative_recall(
     seed: int = 0,
     embedding: str = "onehot",
     embedding_dim: int | None = None,
+    context: str = "none",
 ) -> Task:
     """Classification: read key-value pairs, then a query key; predict the value stored under it.
 
@@ -38,9 +67,16 @@ def associative_recall(
     sample, ids [0, num_keys); values are ids [num_keys, num_keys + num_values) and may repeat;
     the query q is one of the sample's keys. The label is the value's index in [0, num_values),
     i.e. its token id minus ``metadata["value_offset"]``.
+
+    ``context``: "none" (default) embeds each token alone; "pairs" applies a FIXED first layer
+    (untrained, the same for train and test) that appends to every token's features the
+    previous token's (concatenated along the features, zeros at the first position), so
+    d doubles: ``X[i, k] = concat(e(t_k), e(t_(k-1)))``. With it a single attention layer can
+    match a key stored next to its value (an induction-head-like pair feature).
     """
     config = _checks.plain_config(locals())  # the arguments, before any other local exists
     N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    checks.choice("context", context, CONTEXTS)
     m = checks.integer("num_pairs", num_pairs, 1)
     K = checks.integer("num_keys", num_keys, 1)
     V = checks.integer("num_values", num_values, 2)
@@ -56,7 +92,7 @@ def associative_recall(
     tokens[:, 0 : 2 * m : 2] = keys
     tokens[:, 1 : 2 * m : 2] = K + values
     tokens[:, -1] = keys[rows, query]
-    return token_task(
+    task = token_task(
         "associative_recall",
         "classification",
         _split(tokens, N_train),
@@ -68,6 +104,7 @@ def associative_recall(
         rng=embed_rng,
         metadata={"config": config, "value_offset": K},
     )
+    return _with_context(task, context)
 
 
 def needle(
@@ -79,15 +116,23 @@ def needle(
     seed: int = 0,
     embedding: str = "onehot",
     embedding_dim: int | None = None,
+    context: str = "none",
 ) -> Task:
     """Classification: find the one marked token in a long random sequence and return it.
 
     Tokens (N, length): random symbols in [0, num_symbols) with a single marker token
     (id ``num_symbols`` = ``metadata["marker_id"]``) at a uniform position j < length - 1; the
     label is the symbol right after the marker, ``tokens[j + 1]``.
+
+    ``context``: "none" (default) embeds each token alone; "pairs" applies a FIXED first layer
+    (untrained, the same for train and test) that appends to every token's features the
+    previous token's (concatenated along the features, zeros at the first position), so
+    d doubles: ``X[i, k] = concat(e(t_k), e(t_(k-1)))``. With it a single attention layer can
+    match a key stored next to its value (an induction-head-like pair feature).
     """
     config = _checks.plain_config(locals())  # the arguments, before any other local exists
     N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
+    checks.choice("context", context, CONTEXTS)
     L = checks.integer("length", length, 2)
     S = checks.integer("num_symbols", num_symbols, 2)
     data_rng, embed_rng = _checks.generators(seed, 2)
@@ -96,7 +141,7 @@ def needle(
     tokens = data_rng.integers(S, size=(N, L))
     marker = data_rng.integers(L - 1, size=N)
     tokens[rows, marker] = S
-    return token_task(
+    task = token_task(
         "needle",
         "classification",
         _split(tokens, N_train),
@@ -108,6 +153,7 @@ def needle(
         rng=embed_rng,
         metadata={"config": config, "marker_id": S},
     )
+    return _with_context(task, context)
 
 
 def delayed_copy(
