@@ -31,6 +31,7 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -53,9 +54,9 @@ HISTORY_LENGTH = 4096
 MAX_BACKTRACKS = 60
 GOLDEN_RATIO_FRACTION = 0.6180339887498949
 POWER_SAFETY = 1.02  # the power method estimates |A| from below
-FIRST_CHUNK = 16  # iterations of the first timed chunk; chunks double while they are fast
+FIRST_CHUNK = 32  # iterations of the first timed chunk; chunks double while they are fast
 CHUNK_SECONDS = 0.1  # a chunk taking longer than this stops doubling
-POLISH_CHUNK = 64  # the largest chunk while a polish may come: the support is checked between
+POLISH_CHUNKS = (16, 64)  # first and largest chunk while a polish may come (support checks)
 PROGRESS_DELAY = 2.0  # seconds before a terminal progress bar appears
 
 
@@ -304,13 +305,22 @@ class FISTA:
     def advance(self, problem: Problem, state: FistaState, stop: int) -> FistaState:
         """The compiled loop from ``state`` until iteration ``stop`` (at most ``max_iter``),
         a certified ``tol`` or a non-finite objective."""
+        return self.loop(problem)(state, stop)
+
+    def loop(self, problem: Problem) -> Callable[[FistaState, int], FistaState]:
+        """``advance`` on ``problem`` with its arguments prepared once (for a caller that
+        advances in many chunks)."""
         arrays, structure = split(problem)
         # tol, stop and the history stride are traced, so changing them does not recompile.
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
-        stop = jnp.asarray(min(stop, self.max_iter), jnp.int32)
         stride = jnp.asarray(max(1, -(-self.max_iter // HISTORY_LENGTH)), jnp.int32)
         tol = jnp.asarray(self.tol, problem.dtype)
-        return _advance_jit(static, structure, arrays, state, tol, stop, stride)
+
+        def advance(state: FistaState, stop: int) -> FistaState:
+            stop = np.int32(min(stop, self.max_iter))  # a host scalar: no device op to make it
+            return _advance_jit(static, structure, arrays, state, tol, stop, stride)
+
+        return advance
 
     def run(self, problem: Problem, x0: Array) -> FistaState:
         """Iterate from ``x0`` until the gap certifies ``tol`` or ``max_iter`` is reached."""
@@ -380,24 +390,25 @@ def solve_fista(
     watch = SupportWatch(problem, polish, x0)
     polished = None
     start = time.perf_counter()
-    state = solver.start(problem, x0)
-    state = jax.block_until_ready(solver.advance(problem, state, 0))  # compiles the loop
+    advance = solver.loop(problem)
+    state = jax.block_until_ready(advance(solver.start(problem, x0), 0))  # compiles the loop
     began = time.perf_counter()
-    rows, chunk, limit = [], FIRST_CHUNK, None
+    rows, limit = [], None
+    chunk = POLISH_CHUNKS[0] if watch.enabled else FIRST_CHUNK
+    k, primal, gap = 0, float(state.primal), np.inf
     with _progress_bar(max_iter, progress) as bar:
-        while bool(solver.should_continue(state, solver.tol, max_iter)):
+        while k < max_iter and gap > solver.tol * max(1.0, abs(primal)) and np.isfinite(primal):
             tic = time.perf_counter()
-            state = jax.block_until_ready(
-                solver.advance(problem, state, int(state.iteration) + chunk)
-            )
+            state = jax.block_until_ready(advance(state, k + chunk))
             now = time.perf_counter()
-            k, primal, gap = int(state.iteration), float(state.primal), float(state.gap)
+            k, primal, gap = jax.device_get((state.iteration, state.primal, state.gap))
+            k, primal, gap = int(k), float(primal), float(gap)
             rows.append((k, primal, gap, now - began))
             bar.update(k - bar.n)
             bar.set_postfix(objective=f"{primal:.6g}", gap=f"{gap:.2g}")
-            if now - tic < CHUNK_SECONDS and not (watch.enabled and chunk >= POLISH_CHUNK):
+            if now - tic < CHUNK_SECONDS and not (watch.enabled and chunk >= POLISH_CHUNKS[1]):
                 chunk *= 2
-            if gap > solver.tol * max(1.0, abs(primal)):
+            if watch.enabled and gap > solver.tol * max(1.0, abs(primal)):
                 polished = watch.attempt(state.solution, primal, solver.tol)
             if polished is not None:
                 rows.append((k, polished[1].primal, polished[1].gap, time.perf_counter() - began))
