@@ -148,7 +148,7 @@ class LogisticLoss(Loss):
     smoothness = 0.25
 
     def __post_init__(self) -> None:
-        y = np.asarray(self.y)
+        y = checks.as_array("y", self.y)
         if y.ndim != 1 or y.shape[0] == 0:
             raise ValueError(
                 f"y must have shape (N,) with N >= 1 for the logistic loss; got {y.shape}"
@@ -194,7 +194,7 @@ class SoftmaxCrossEntropy(Loss):
     smoothness = 0.5  # the softmax Hessian diag(s) - s s^T has eigenvalues <= 1/2
 
     def __post_init__(self) -> None:
-        y = np.asarray(self.y)
+        y = checks.as_array("y", self.y)
         if y.ndim != 1 or y.shape[0] == 0:
             raise ValueError(f"labels y must have shape (N,) with N >= 1; got {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):

@@ -124,11 +124,8 @@ def needle(
     (id ``num_symbols`` = ``metadata["marker_id"]``) at a uniform position j < length - 1; the
     label is the symbol right after the marker, ``tokens[j + 1]``.
 
-    ``context``: "none" (default) embeds each token alone; "pairs" applies a FIXED first layer
-    (untrained, the same for train and test) that appends to every token's features the
-    previous token's (concatenated along the features, zeros at the first position), so
-    d doubles: ``X[i, k] = concat(e(t_k), e(t_(k-1)))``. With it a single attention layer can
-    match a key stored next to its value (an induction-head-like pair feature).
+    ``context``: "none" (default) or "pairs", as in ``associative_recall``: with "pairs"
+    the marker's successor carries the marker in its features.
     """
     config = _checks.plain_config(locals())  # the arguments, before any other local exists
     N_train, N_test = checks.integer("N_train", N_train, 1), checks.integer("N_test", N_test, 1)
