@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+import convextx
 from convextx import _store, bench, report, tasks, zoo
 from convextx.estimator import SOLVERS, ConvexAttention
 from convextx.programs import KINDS, LOSSES
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="convextx",
         description="Train attention by convex optimization and benchmark it against SGD/Adam.",
     )
+    parser.add_argument("--version", action="version", version=f"convextx {convextx.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)
     _add_bench(commands)

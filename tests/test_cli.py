@@ -292,3 +292,12 @@ def test_an_internal_bug_keeps_its_traceback(data_file, monkeypatch):
     monkeypatch.setattr(cx.ConvexAttention, "fit", broken)
     with pytest.raises(RuntimeError, match="a bug in convextx"):
         main(["solve", "--data", str(data_file[0]), "--beta", "1"])
+
+
+def test_version_prints_the_package_version(capsys):
+    import convextx
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"convextx {convextx.__version__}"

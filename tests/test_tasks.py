@@ -431,3 +431,21 @@ def test_pairs_context_appends_the_previous_token(name):
 def test_context_is_validated(name, bad):
     with pytest.raises(ValueError, match="context"):
         tasks.load(name, **SMALL[name], context=bad)
+
+
+def test_from_arrays_encodes_labels_and_validates_like_every_task():
+    rng = np.random.default_rng(0)
+    X, Xt = rng.standard_normal((20, 3, 2)), rng.standard_normal((6, 3, 2))
+    task = tasks.from_arrays(X, np.array(["b", "a"] * 10), Xt, np.array(["c", "a"] * 3))
+    assert task.problem == "classification" and task.num_classes == 3
+    assert task.metadata["classes"] == ["a", "b", "c"]
+    np.testing.assert_array_equal(task.y_train[:2], [1, 0])
+    np.testing.assert_array_equal(task.y_test[:2], [2, 0])
+    regression = tasks.from_arrays(X, rng.standard_normal((20, 2)), Xt, rng.standard_normal((6, 2)))
+    assert regression.problem == "regression" and regression.num_classes is None
+    with pytest.raises(ValueError, match="X_test must have"):
+        tasks.from_arrays(X, np.zeros(20), rng.standard_normal((6, 2, 2)), np.zeros(6))
+    with pytest.raises(ValueError, match="X"):
+        tasks.from_arrays(X[:, 0], np.zeros(20), Xt, np.zeros(6))
+    with pytest.raises(ValueError, match="problem"):
+        tasks.from_arrays(X, np.zeros(20), Xt, np.zeros(6), problem="ranking")

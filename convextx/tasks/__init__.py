@@ -7,8 +7,10 @@ same name taking the settings as keyword arguments::
     task = cx.tasks.load("modular", p=97, op="div", train_fraction=0.5, seed=0)
     task.X_train  # (N, n, d) features for the convex models
     task.tokens_train  # (N, n) token ids for the transformers (discrete tasks only)
+    mine = cx.tasks.from_arrays(X_train, y_train, X_test, y_test)  # the user's own data
 """
 
+from convextx.tasks.arrays import from_arrays
 from convextx.tasks.base import PROBLEMS, Task
 from convextx.tasks.digits import digits, image_tokens
 from convextx.tasks.embeddings import EMBEDDINGS, embed
@@ -26,6 +28,7 @@ __all__ = [
     "delayed_copy",
     "digits",
     "embed",
+    "from_arrays",
     "image_tokens",
     "load",
     "modular",
