@@ -364,6 +364,15 @@ def _progress_bar(max_iter: int, progress: bool | None) -> tqdm:
     )
 
 
+def _certified(problem: Problem, state: FistaState) -> tuple[Array, Any]:
+    """The final iterate and its float64 certificate: FISTA's own in float64; a narrower
+    dtype's sums cannot certify tol, so its iterate is re-certified in float64."""
+    x = state.solution
+    if problem.dtype == jnp.float64:
+        return x, honest(float(state.primal), float(state.dual))
+    return x, certify(problem, x)
+
+
 def solve_fista(
     problem: Problem,
     *,
@@ -418,13 +427,7 @@ def solve_fista(
                 break
     k = int(state.iteration)
     limit = limit or ("max_iter" if k >= max_iter and polished is None else None)
-    if polished is not None:
-        x, cert = polished
-    elif problem.dtype == jnp.float64:
-        x, cert = state.solution, honest(float(state.primal), float(state.dual))
-    else:  # a narrower dtype's sums cannot certify tol: re-certify in float64
-        x = state.solution
-        cert = certify(problem, x)
+    x, cert = polished if polished is not None else _certified(problem, state)
     timeline = np.array(rows, dtype=float).reshape(-1, 4)
     lipschitz = float(state.lipschitz) * float(state.scale) ** 2
     usable = usable_lipschitz(lipschitz, problem.dtype)
