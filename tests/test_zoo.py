@@ -241,3 +241,33 @@ def test_check_certified_refuses_objectives_below_the_bound():
     details = model.report()["details"]
     assert details["margin_above_bound"] >= 0
     assert details["lower_bound"] <= model.report()["certified_optimum"]
+
+
+def test_linear_attention_entries_report_certified_excess():
+    """ "linear-adam" (heads by Adam) is never below the certified optimum of "convex-linear",
+    and its certified excess (objective minus a dual bound) bounds its excess over it."""
+    from convextx.zoo import certificates
+
+    task = cx.tasks.load("associative_recall", num_pairs=2, context="pairs", N_train=64, N_test=32)
+    certificates.cache_clear()
+    own = zoo.make("linear-adam", steps=200).fit(task)  # no solve cached: its own certificate
+    convex = zoo.make("convex-linear").fit(task)
+    cached = zoo.make("linear-adam", steps=200).fit(task)
+    assert own.report()["details"]["certificate"] == "heads"
+    assert cached.report()["details"]["certificate"] == "cache"
+    assert cached.report()["certified_optimum"] == convex.report()["objective"]
+    for model in (own, convex, cached):
+        report = model.report()
+        json.dumps(report, allow_nan=False)  # strict JSON
+        assert report["test_metric"] > 1.5 / task.num_classes  # it learned something
+        assert report["status"] in ("optimal", "bound")
+    assert convex.report()["status"] == "optimal"
+    optimum = convex.report()["objective"]
+    for model in (own, cached):
+        report = model.report()
+        excess = report["details"]["certified_excess"]
+        rtol = 1e-9 * max(1.0, abs(report["objective"]))
+        assert report["objective"] >= optimum - convex.report()["gap"] - rtol
+        assert report["objective"] >= report["certified_optimum"] - rtol
+        assert excess >= 0 and excess >= report["objective"] - report["certified_optimum"] - rtol
+        assert excess >= report["objective"] - optimum - rtol

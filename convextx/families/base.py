@@ -107,6 +107,12 @@ class Family(abc.ABC):
     description: ClassVar[str]
     #: whether the penalty has groups, so ``restriction`` enables working sets
     working_sets: ClassVar[bool] = False
+    #: whether the program is a function of (data, targets, beta, loss) alone: False when
+    #: ``prepare`` draws something at random (gates), so that caches keyed without the seed
+    #: must skip it
+    deterministic: ClassVar[bool] = True
+    #: the name of ``attention``'s map in reports
+    attention_name: ClassVar[str] = "heads"
 
     # ------------------------------------------------------------------ targets
 

@@ -126,6 +126,7 @@ class Gated(TokenGroupFamily):
     program = "P3"
     twin_kind = "gated"
     options = {"gates": None}
+    deterministic = False  # random gates unless given
     description = "simplex attention + gated-ReLU FCN with fixed gates (eq. 13)"
 
     def prepare(self, X, X_host, options, seed) -> GatedData:

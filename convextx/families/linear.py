@@ -168,6 +168,7 @@ class Linear(Family):
     name = "linear"
     program = "P5"
     options = {"query": None}
+    attention_name = "query_key"  # attention: the (h, d, d) query-key matrices
     description = "multi-head linear attention read at one query token (nuclear norm)"
 
     # ------------------------------------------------------------------ data

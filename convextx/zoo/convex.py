@@ -1,4 +1,5 @@
-"""Zoo entries "convex-fista", "convex-cvxpy", "convex-gated": ``ConvexAttention`` on a task."""
+"""Zoo entries "convex-fista", "convex-cvxpy", "convex-gated", "convex-linear": ``ConvexAttention``
+on a task."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def default_kind(task: Task) -> str:
 class ConvexModel(base.Model):
     """The simplex-attention network fitted to a certified optimum (``convextx.ConvexAttention``).
 
-    kind: "scalar" | "vector" | "gated" | "sequence", or None (``default_kind`` of the task).
+    kind: "scalar" | "vector" | "gated" | "sequence" | "linear" (multi-head linear attention, a
+    nuclear-norm program), or None (``default_kind`` of the task).  query: kind "linear" only,
+    the query position (None: -1, the last token).
     beta: weight decay (> 0) on the sum-of-losses scale.  solver: "fista" | "cvxpy".
     tol: relative duality gap (None: ConvexAttention's default).  max_iter: FISTA iterations.
     gates: kind "gated" only (number of gates or ``Gates``).  reduce_support: recover the fewest
@@ -54,6 +57,7 @@ class ConvexModel(base.Model):
         tol: float | None = None,
         max_iter: int = 10_000,
         gates: Any = None,
+        query: int | None = None,
         reduce_support: bool = False,
         seed: int = 0,
         curve: bool = False,
@@ -68,6 +72,7 @@ class ConvexModel(base.Model):
             loss=base.convex_loss(task),
             solver=self.solver,
             gates=self.gates,
+            query=self.query,
             max_iter=self.max_iter,
             reduce_support=self.reduce_support and not self.curve,
             seed=self.seed,
@@ -113,8 +118,10 @@ class ConvexModel(base.Model):
 
     def _certify(self, task: Task) -> None:
         est = self.estimator_
-        if self.solver != "fista" or est.kind not in ("scalar", "vector", "sequence"):
-            return
+        family = est.program_.family
+        given = [getattr(est, option) for option in family.options]
+        if self.solver != "fista" or not family.deterministic or any(v is not None for v in given):
+            return  # the cache holds the default program of a family (no options, no draws)
         if (
             est.program_.outputs != task.output_dim
         ):  # classes inferred from y differ from the task's
@@ -131,8 +138,10 @@ class ConvexModel(base.Model):
         return self.estimator_.predict(inputs)
 
     def attention_maps(self) -> dict[str, np.ndarray]:
-        """{"heads": (h, n) one-hot token weights per recovered head, or (h, n, n) for P4}."""
-        return {"heads": np.asarray(self.estimator_.attention_)}
+        """{"heads": (h, n) one-hot token weights per recovered head, or (h, n, n) for P4};
+        kind "linear": {"query_key": (h, d, d) the heads' query-key matrices}."""
+        name = self.estimator_.program_.family.attention_name
+        return {name: np.asarray(self.estimator_.attention_)}
 
     def _summary(self) -> dict[str, Any]:
         est = self.estimator_
@@ -144,7 +153,9 @@ class ConvexModel(base.Model):
             "certified_optimum": est.objective_,
             "gap": est.gap_,
             "status": est.status_,
-            "parameters": base.count_parameters(est.heads_),
+            "parameters": base.count_parameters(
+                {k: v for k, v in est.heads_.items() if k != "query"}
+            ),
             "history": self.curve_
             or {
                 "step": timeline["iteration"],
@@ -159,7 +170,7 @@ class ConvexModel(base.Model):
                 "lower_bound": result.dual,
                 "solve_seconds": result.seconds,
                 "setup_seconds": result.setup_seconds,
-                "heads": int(np.asarray(est.heads_["a"]).shape[0]),
+                "heads": int(np.asarray(est.attention_).shape[0]),
                 "active_tokens": [int(k) for k in est.active_tokens_],
             },
         }

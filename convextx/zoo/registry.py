@@ -7,6 +7,7 @@ from typing import Any
 
 from convextx.zoo.base import Model
 from convextx.zoo.convex import ConvexModel
+from convextx.zoo.linear import LinearAttentionModel
 from convextx.zoo.merged import MergedMLPModel
 from convextx.zoo.simplex import SimplexModel
 from convextx.zoo.transformer import TransformerModel
@@ -16,6 +17,8 @@ _ENTRIES: dict[str, tuple[type[Model], dict[str, Any]]] = {
     "convex-fista": (ConvexModel, {"solver": "fista"}),
     "convex-cvxpy": (ConvexModel, {"solver": "cvxpy"}),
     "convex-gated": (ConvexModel, {"kind": "gated"}),
+    "convex-linear": (ConvexModel, {"kind": "linear"}),
+    "linear-adam": (LinearAttentionModel, {"optimizer": "adam"}),
     "simplex-adam": (SimplexModel, {"optimizer": "adam"}),
     "simplex-sgd": (SimplexModel, {"optimizer": "sgd"}),
     "softmax-transformer": (TransformerModel, {"mixer": "softmax", "ffn": "mlp"}),
