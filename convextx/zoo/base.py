@@ -330,6 +330,34 @@ class Model(abc.ABC):
 
         return evaluate
 
+    def _train(
+        self,
+        trainer: Any,
+        params: Any,
+        task: Task,
+        outputs: Callable[[Any, Any], Any],
+        budget_seconds: float | None,
+        **options: Any,
+    ) -> Any:
+        """``trainer.run`` on the task's train split (``self.inputs`` view) with the model's
+        steps, log_every, seed and progress settings, the test-metric curve of ``outputs``,
+        and the wall-clock budget; sets ``result_`` and ``diverged_at_``. ``options``: more
+        ``Trainer.run`` arguments (e.g. checkpoints)."""
+        result = trainer.run(
+            params,
+            (jnp.asarray(self.inputs(task, "train")), jnp.asarray(task.y_train)),
+            self.steps,
+            test_data=(jnp.asarray(self.inputs(task, "test")), jnp.asarray(task.y_test)),
+            eval_fn=self._curve(task, outputs),
+            log_every=self.log_every,
+            early_stop=wall_clock_stop(budget_seconds),
+            seed=self.seed,
+            progress=self.progress,
+            **options,
+        )
+        self.result_, self.diverged_at_ = result, result.diverged_at
+        return result
+
     def _certify(self, task: Task) -> None:  # noqa: B027 (an optional hook, empty by default)
         """Work after training that is not part of it (untimed), e.g. a reference optimum."""
 

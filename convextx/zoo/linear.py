@@ -121,19 +121,7 @@ class LinearAttentionModel(base.Model):
             penalty=twin.WeightDecay(self.beta),
             batch_size=self.batch_size,
         )
-        result = trainer.run(
-            params,
-            (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-            self.steps,
-            test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
-            eval_fn=self._curve(task, _forward(query)),
-            log_every=self.log_every,
-            early_stop=base.wall_clock_stop(budget_seconds),
-            seed=self.seed,
-            progress=self.progress,
-        )
-        self.result_ = result
-        self.diverged_at_ = result.diverged_at
+        result = self._train(trainer, params, task, _forward(query), budget_seconds)
         self.heads_ = {k: np.asarray(v) for k, v in twin.to_heads(result.params, query).items()}
         with precision("float64"):  # scored like the certificate, not in training precision
             self.objective_ = nonconvex_objective(

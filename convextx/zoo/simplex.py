@@ -118,19 +118,7 @@ class SimplexModel(base.Model):
             project=heads_module.project if self.parameterization == "projection" else None,
             batch_size=self.batch_size,
         )
-        result = trainer.run(
-            params,
-            (jnp.asarray(task.X_train), jnp.asarray(task.y_train)),
-            self.steps,
-            test_data=(jnp.asarray(task.X_test), jnp.asarray(task.y_test)),
-            eval_fn=self._curve(task, _forward(kind)),
-            log_every=self.log_every,
-            early_stop=base.wall_clock_stop(budget_seconds),
-            seed=self.seed,
-            progress=self.progress,
-        )
-        self.result_ = result
-        self.diverged_at_ = result.diverged_at
+        result = self._train(trainer, params, task, _forward(kind), budget_seconds)
         self.heads_ = {
             k: np.asarray(v) for k, v in heads_module.to_heads(result.params, kind).items()
         }

@@ -147,21 +147,15 @@ class TransformerModel(base.Model):
             batch_size=batch,
         )
         self._apply = _apply(cfg)
-        result = trainer.run(
+        result = self._train(
+            trainer,
             params,
-            (inputs, jnp.asarray(task.y_train)),
-            self.steps,
-            test_data=(jnp.asarray(self.inputs(task, "test")), jnp.asarray(task.y_test)),
-            eval_fn=self._curve(task, self._apply),
-            log_every=self.log_every,
-            early_stop=base.wall_clock_stop(budget_seconds),
+            task,
+            self._apply,
+            budget_seconds,
             checkpoint_dir=self.checkpoint_dir,
             checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-            progress=self.progress,
         )
-        self.result_ = result
-        self.diverged_at_ = result.diverged_at
         self.params_ = result.params
         self.objective_ = result.history["objective"][-1]
         self.maps_inputs_ = inputs[:MAPS_SAMPLES]
