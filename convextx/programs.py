@@ -127,7 +127,8 @@ class ConvexProgram:
                 )
             return {"restrict": restrict, "operator_norms": self.family.operator_norm_bounds(self)}
         if method == "cvxpy":
-            check_size(self.problem)
+            what = f"the cvxpy backend at N, n, d = {self.X.shape[0]}, {self.n}, {self.d}"
+            check_size(self.problem, what)
             return {"matrix": self.family.dense_matrix(self)}
         return {}
 

@@ -371,3 +371,10 @@ def test_pairs_context_lets_one_linear_attention_layer_recall():
     est = cx.ConvexAttention(kind="linear", beta=1e-3, max_iter=3000, tol=1e-4)
     est.fit(task.X_train, task.y_train)
     assert est.score(task.X_test, task.y_test) >= 0.95
+
+
+def test_a_matrix_too_large_for_cvxpy_names_the_sizes():
+    X = np.random.default_rng(0).standard_normal((600, 4, 40))
+    program = cx.convex_program(X, np.arange(600) % 3, "linear", 0.1, "cross_entropy")
+    with pytest.raises(ValueError, match=r"N, n, d = 600, 4, 40: its matrix has 1800 x 192000"):
+        program.solve(method="cvxpy")
