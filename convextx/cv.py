@@ -17,13 +17,11 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils.validation import check_is_fitted
 
-import solvers
 from convextx._validation import check_X, check_y
-from convextx.estimator import ConvexAttention, precision
+from convextx.estimator import ConvexAttention
 from convextx.families.base import CLASSIFICATION_LOSSES
 from convextx.path import path
 from solvers import checks
-from solvers.path import BETA_MAX_MARGIN
 
 
 class ConvexAttentionCV(BaseEstimator):
@@ -68,18 +66,14 @@ class ConvexAttentionCV(BaseEstimator):
             )
         return clone(self.estimator)
 
-    def _grid(self, base: ConvexAttention, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The betas, largest first."""
-        if self.betas is not None:
-            betas = checks.real_array("betas", self.betas, 1, " (n_betas,)")
-            if betas.size == 0 or not np.all(betas > 0):
-                raise ValueError("betas must be a non-empty 1-d array of numbers > 0")
-            return np.sort(betas)[::-1]
-        num = checks.integer("num", self.num, 1)
-        min_ratio = checks.tolerance("min_ratio", self.min_ratio)
-        with precision(base.dtype):
-            top = solvers.beta_max(base.build_program(X, y).problem)
-        return np.geomspace(top * BETA_MAX_MARGIN, top * min_ratio, num)
+    def _betas(self) -> np.ndarray | None:
+        """The given grid, largest first, or None (``cx.path`` spaces one from beta_max)."""
+        if self.betas is None:
+            return None
+        betas = checks.real_array("betas", self.betas, 1, " (n_betas,)")
+        if betas.size == 0 or not np.all(betas > 0):
+            raise ValueError("betas must be a non-empty 1-d array of numbers > 0")
+        return np.sort(betas)[::-1]
 
     def _splits(self, base: ConvexAttention, X: np.ndarray, y: np.ndarray) -> list:
         loss = base.loss or base._targets(y)[0]
@@ -98,17 +92,18 @@ class ConvexAttentionCV(BaseEstimator):
         base = self._base()
         X, y = check_X(X), check_y(y)
         base._method()  # every hyperparameter, before any solve
-        betas = self._grid(base, X, y)
         splits = self._splits(base, X, y)
         params = base.get_params()
         params.pop("beta")
+        # The full-data path first: it fixes the grid (from its beta_max when none is given).
+        full = path(X, y, self._betas(), num=self.num, min_ratio=self.min_ratio, **params)
+        betas = full.betas
         scores = np.array([
             path(X[train], y[train], betas, X[test], y[test], **params).column("test_score")
             for train, test in splits
         ])  # fmt: skip
         mean = scores.mean(axis=0)
         best = int(np.argmax(mean))  # the first maximum: the largest such beta
-        full = path(X, y, betas, **params)
         self.betas_ = betas
         self.cv_scores_ = scores
         self.mean_scores_ = mean
