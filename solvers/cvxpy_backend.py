@@ -52,7 +52,7 @@ def interior_point(
     problem: Problem, matrix: np.ndarray, tol: float, max_iter: int, solver: str, verbose: bool
 ) -> tuple[np.ndarray, int]:
     """cvxpy's raw solution: (x of problem.shape, solver iterations). cvxpy's own status is
-    not returned: the duality-gap certificate of the polished point decides the status."""
+    not returned: the duality-gap certificate of the projected point decides the status."""
     x = cp.Variable(problem.size)
     loss = problem.loss.cvxpy(matrix @ x, problem.prediction_shape)
     penalty, constraints = problem.penalty.cvxpy(x, problem.shape)
@@ -69,7 +69,7 @@ def interior_point(
     return np.asarray(x.value).reshape(problem.shape), int(iterations or 0)
 
 
-def polish(problem: Problem, x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def feasible_point(problem: Problem, x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """x projected onto the penalty's domain, with its certified-zero groups set to 0."""
     x = np.asarray(problem.penalty.project(jnp.asarray(x, problem.dtype)), dtype=float)
     if isinstance(problem.penalty, GroupL2):
@@ -87,7 +87,7 @@ def solve_cvxpy(
     matrix: Any = None,
     verbose: bool = False,
 ) -> SolveResult:
-    """Solve with cvxpy, polish (module docstring) and certify.
+    """Solve with cvxpy, project (``feasible_point``, module docstring) and certify.
 
     solver: "CLARABEL" or "SCS".  matrix: the (m, p) matrix of the map if known in closed form
     (checked against ``predict`` on a random point); None materializes it.
@@ -105,7 +105,7 @@ def solve_cvxpy(
     scale = float(np.linalg.norm(matrix)) or 1.0
     unit = problem._replace(penalty=problem.penalty.scaled(1.0 / scale))
     raw, iterations = interior_point(unit, matrix / scale, tol, max_iter, solver, verbose)
-    x = polish(problem, raw / scale, matrix)
+    x = feasible_point(problem, raw / scale, matrix)
     cert = certify(problem, x)
     limit = "max_iter" if iterations >= max_iter else None
     result_status = status(cert.primal, cert.gap, tol, limit)
