@@ -56,7 +56,7 @@ GOLDEN_RATIO_FRACTION = 0.6180339887498949
 POWER_SAFETY = 1.02  # the power method estimates |A| from below
 FIRST_CHUNK = 32  # iterations of the first timed chunk; chunks double while they are fast
 CHUNK_SECONDS = 0.1  # a chunk taking longer than this stops doubling
-POLISH_CHUNKS = (16, 64)  # first and largest chunk while a polish may come (support checks)
+POLISH_CHUNKS = (8, 64)  # first and largest chunk while a polish may come (support checks)
 PROGRESS_DELAY = 2.0  # seconds before a terminal progress bar appears
 
 
@@ -396,17 +396,22 @@ def solve_fista(
       where FISTA alone needs 961 for 1e-9.
     """
     solver = FISTA(tol=tol, max_iter=max_iter, **options)
-    watch = SupportWatch(problem, polish, x0)
-    polished = None
     start = time.perf_counter()
+    watch = SupportWatch(problem, polish, x0)
+    x0, predicted = watch.predict(x0, solver.tol)
     advance = solver.loop(problem)
     state = jax.block_until_ready(advance(solver.start(problem, x0), 0))  # compiles the loop
     began = time.perf_counter()
-    rows, limit = [], None
+    rows, limit, polished = [], None, None if predicted is None else (x0, predicted)
     chunk = POLISH_CHUNKS[0] if watch.enabled else FIRST_CHUNK
     k, primal, gap = 0, float(state.primal), np.inf
     with _progress_bar(max_iter, progress) as bar:
-        while k < max_iter and gap > solver.tol * max(1.0, abs(primal)) and np.isfinite(primal):
+        while (
+            polished is None
+            and k < max_iter
+            and gap > solver.tol * max(1.0, abs(primal))
+            and np.isfinite(primal)
+        ):
             tic = time.perf_counter()
             state = jax.block_until_ready(advance(state, k + chunk))
             now = time.perf_counter()

@@ -132,6 +132,25 @@ class SupportWatch:
         self.previous = support(problem, x0) if self.enabled else None
         self.tried: list[np.ndarray] = []
 
+    def predict(self, x0: Array, tol: float) -> tuple[Array, Certificate | None]:
+        """A warm start's predictor step: Newton on x0's support at this problem's beta.
+
+        Along a path, x0 is the previous beta's solution; its support is usually the new
+        optimum's or close to it. Polishing there first moves the off-support gradients to
+        their values at the new beta, so the first-order steps that follow do not activate
+        (and then slowly remove) the groups that only the old gradient pushed over the new
+        threshold. Returns (start, certificate): the polished point and its certificate when
+        that certifies ``tol`` (nothing left to do), else (the better start, None).
+        """
+        if not self.enabled or not self.previous.any():
+            return x0, None
+        self.tried.append(self.previous)
+        z, cert = polish(self.problem, x0)
+        if cert.gap <= tol * max(1.0, abs(cert.primal)):
+            return z, cert
+        better = cert.primal < float(certify(self.problem, x0).primal)
+        return (z if better else x0), None
+
     def attempt(self, x: Array, primal: float, tol: float) -> tuple[Array, Certificate] | None:
         """The polished point and its certificate if it certifies ``tol`` without raising the
         objective, else None."""
