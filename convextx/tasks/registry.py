@@ -8,6 +8,7 @@ from typing import Any
 
 from convextx.tasks.base import Task
 from convextx.tasks.digits import digits
+from convextx.tasks.keel import keel
 from convextx.tasks.modular import modular
 from convextx.tasks.probes import associative_recall, delayed_copy, needle, parity
 from convextx.tasks.student_teacher import student_teacher
@@ -16,6 +17,7 @@ _TASKS: dict[str, Callable[..., Task]] = {
     "associative_recall": associative_recall,
     "delayed_copy": delayed_copy,
     "digits": digits,
+    "keel": keel,
     "modular": modular,
     "needle": needle,
     "parity": parity,
