@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizer
 
 from experiments import frozen_encoder
+
+pytestmark = pytest.mark.bert  # needs the bert extra: pip install -e '.[test,bert]'; pytest -m bert
 
 WORDS = "the a cat dog sat ran on mat fast slow red blue big small".split()  # noqa: SIM905
 HIDDEN, LAYERS, MAX_LENGTH, OUTPUTS = 16, 2, 10, 3
@@ -18,6 +18,9 @@ HIDDEN, LAYERS, MAX_LENGTH, OUTPUTS = 16, 2, 10, 3
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """(directory with a saved tiny BERT + tokenizer, texts file, the texts' labels)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
     root = tmp_path_factory.mktemp("bert")
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
@@ -45,6 +48,9 @@ def checkpoint(tmp_path_factory):
 
 def _reference_states(model_dir, texts) -> tuple[np.ndarray, np.ndarray]:
     """Straight from transformers: (hidden states entering the last layer, its [CLS] output)."""
+    import torch
+    from transformers import BertModel, BertTokenizer
+
     sentences = [line.split("\t", 1)[1] for line in texts.read_text().splitlines()]
     tokenizer = BertTokenizer.from_pretrained(model_dir)
     model = BertModel.from_pretrained(model_dir).eval()

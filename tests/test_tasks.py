@@ -14,6 +14,7 @@ SMALL = {
     "associative_recall": dict(N_train=60, N_test=40, num_pairs=3, num_keys=5, num_values=4),
     "delayed_copy": dict(N_train=60, N_test=40, length=12, delay=3, num_symbols=4),
     "digits": dict(layout="patches", positions=True),
+    "keel": dict(dataset="iris"),
     "modular": dict(p=7, op="div", train_fraction=0.4),
     "needle": dict(N_train=60, N_test=40, length=12, num_symbols=4),
     "parity": dict(N_train=60, N_test=40, L_min=2, L_train=5, L_test=9),

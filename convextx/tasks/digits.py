@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from convextx.tasks import _checks
+from convextx.tasks._splits import stratified_split
 from convextx.tasks.base import Task
 from solvers import checks
 
@@ -29,19 +30,6 @@ def image_tokens(images: np.ndarray, layout: str) -> np.ndarray:
         return images
     N = images.shape[0]
     return images.reshape(N, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(N, 16, 4)
-
-
-def _stratified_split(
-    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled index arrays (train, test); each class puts round(test_fraction * count) in test."""
-    train, test = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        k = round(test_fraction * len(members))
-        test.append(members[:k])
-        train.append(members[k:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def digits(
@@ -77,7 +65,7 @@ def digits(
     if positions:
         X = np.concatenate([X, np.broadcast_to(np.eye(n), (N, n, n))], axis=-1)
         description += f", then one_hot(k, {n}) appended, d = {f + n}"
-    train, test = _stratified_split(data.target, test_fraction, rng)
+    train, test = stratified_split(data.target, test_fraction, rng)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"test_fraction={test_fraction} leaves an empty split")
     return Task(
