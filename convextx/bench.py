@@ -55,6 +55,7 @@ from convextx.zoo.base import check_budget
 RUNS_FILE = "runs.jsonl"
 LEADERBOARD_FILE = "leaderboard.md"
 METRIC_PLOT = "test_metric.png"
+PLOT_KINDS = ("objective", "suboptimality")  # per-task plots: <kind>_<task>.png
 DEVICES = ("cpu", "gpu")
 HISTORY_POINTS = 200  # histories are thinned to at most this many points per run
 DISPLAY_SETTINGS = ("progress",)  # model settings that change what is shown, not the result
@@ -173,17 +174,18 @@ def run_one(
 
 
 def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """leaderboard.md, objective_<task>.png (each task's first seed) and test_metric.png of
-    ``rows`` (the caller chooses them: ``run`` passes the current grid's), each written
-    atomically."""
+    """leaderboard.md, objective_<task>.png and suboptimality_<task>.png (each task's first
+    seed; the latter where a run has a certified optimum) and test_metric.png of ``rows`` (the
+    caller chooses them: ``run`` passes the current grid's), each written atomically."""
     files = [_store.write_text(out / LEADERBOARD_FILE, report.leaderboard(rows))]
     done = [r for r in rows if "error" not in r]
     for task in dict.fromkeys(r["task"] for r in done):
         first = min(r["seed"] for r in done if r["task"] == task)
         chosen = [r for r in done if r["task"] == task and r["seed"] == first]
-        files.append(
-            report.plot_objective(chosen, out / f"objective_{task}.png", f"{task}, seed {first}")
-        )
+        title = f"{task}, seed {first}"
+        files.append(report.plot_objective(chosen, out / f"objective_{task}.png", title))
+        suboptimality = report.plot_suboptimality(chosen, out / f"suboptimality_{task}.png", title)
+        files += [suboptimality] if suboptimality is not None else []
     if done:
         files.append(report.plot_metric(done, out / METRIC_PLOT))
     return files
@@ -321,7 +323,7 @@ def _check_folder(out: Path) -> Path:
 
 def _derived_files(out: Path, task_names: Sequence[str]) -> list[Path]:
     """The files a grid over ``task_names`` rewrites in ``out``."""
-    plots = [out / f"objective_{task}.png" for task in task_names]
+    plots = [out / f"{kind}_{task}.png" for task in task_names for kind in PLOT_KINDS]
     return [out / LEADERBOARD_FILE, out / METRIC_PLOT, *plots]
 
 

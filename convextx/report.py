@@ -50,12 +50,19 @@ def _excess(row: dict) -> float | None:
     return None if any(p is None for p in parts) else parts[0] - parts[1] + parts[2]
 
 
+def _untrained(row: dict) -> bool:
+    """Whether a trained model's run took no optimizer step (its budget ran out first)."""
+    steps = row.get("history", {}).get("step")
+    return steps is not None and (len(steps) == 0 or max(steps) == 0)
+
+
 def leaderboard(rows: Sequence[dict]) -> str:
     """A Markdown table, one line per (task, model), means over seeds: test metric (+- std over
     seeds), train objective, certified optimum and gap (where the model has one), certified
     excess (the model's own objective minus the certified lower bound, optimum - gap: an upper
     bound on how far that model is from the optimum; for the convex solve, its gap), wall
-    time; then the failed runs. Within a task, the best test metric first."""
+    time; then the failed runs. Within a task, the best test metric first. A model whose runs
+    took no optimizer step (a budget smaller than its compilation) is flagged "(0 steps)"."""
     lines = [
         "| task | model | seeds | test metric | train objective | certified optimum | gap "
         "| certified excess | wall time (s) |",
@@ -69,8 +76,13 @@ def leaderboard(rows: Sequence[dict]) -> str:
         for model, rs in entries:
             metric = [r["test_metric"] for r in rs if r["test_metric"] is not None]
             spread = f" +- {np.std(metric):.3f}" if len(metric) > 1 else ""
+            flag = (
+                f" (0 steps in {sum(map(_untrained, rs))} of {len(rs)})"
+                if any(map(_untrained, rs))
+                else ""
+            )
             lines.append(
-                f"| {task} | {model} | {len(rs)} | {rs[0]['metric']} {_fmt(_mean(metric), '.4f')}{spread} "
+                f"| {task} | {model}{flag} | {len(rs)} | {rs[0]['metric']} {_fmt(_mean(metric), '.4f')}{spread} "
                 f"| {_fmt(_mean([r['objective'] for r in rs]))} "
                 f"| {_fmt(_mean([r['certified_optimum'] for r in rs]))} "
                 f"| {_fmt(_mean([r['gap'] for r in rs]), '.2g')} "
@@ -125,12 +137,36 @@ def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     return path
 
 
+def _curve(row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(time, objective) of a run's history at measured times t > 0 (a log axis has no t = 0:
+    such points are left out rather than moved); None objectives become nan (a gap)."""
+    time = np.asarray(row["history"]["time"], float)
+    objective = np.asarray(row["history"]["objective"], float)
+    keep = time > 0
+    return time[keep], objective[keep]
+
+
+def _label(row: dict) -> str:
+    """A legend entry: the model and its whole fit time (compilation included), which the
+    curve's time axis (measured iterations only) leaves out."""
+    return f"{row['model']} (fit {row['wall_seconds']:.2g} s with compile)"
+
+
+def _major_labels_only(ax: Any) -> None:
+    """No labels on a log axis's minor ticks (they overlap on short ranges)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Train objective vs training time, one line per run, one panel per objective (what it
-    sums: the convex program's models apart from the rest), each model's certified optimum as a
-    dashed horizontal line in its color; panels with an optimum zoom in on it. Writes a PNG."""
+    """Train objective vs measured training time (compilation excluded; each legend entry gives
+    the whole fit's time), one line per run, one panel per objective (what it sums: the convex
+    program's models apart from the rest); each panel's certified optimum is a black dashed
+    line of its own, in the legend; panels with an optimum zoom in on it. Writes a PNG."""
     plt = _pyplot()
-    rows = [r for r in rows if "error" not in r and r["history"]["time"]]
+    rows = [r for r in rows if "error" not in r and len(_curve(r)[0])]
     scales = list(dict.fromkeys(r["objective_terms"] for r in rows)) or [""]
     colors = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
     fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
@@ -138,53 +174,88 @@ def plot_objective(rows: Sequence[dict], path: str | Path, title: str = "") -> P
         panel = [r for r in rows if r["objective_terms"] == scale]
         labelled = set()
         for row in panel:
-            model, history = row["model"], row["history"]
-            time = np.maximum(np.asarray(history["time"], float), 1e-4)  # log axis: t = 0 at 1e-4
+            time, objective = _curve(row)
             ax.plot(
                 time,
-                np.asarray(history["objective"], float),  # None (non-finite) -> nan: a gap
-                color=colors[model],
+                objective,
+                color=colors[row["model"]],
                 marker="." if len(time) < 3 else None,
-                label=None if model in labelled else model,
+                label=None if row["model"] in labelled else _label(row),
             )
-            labelled.add(model)
-            if row["certified_optimum"] is not None:
-                ax.axhline(row["certified_optimum"], color=colors[model], ls="--", lw=1)
+            labelled.add(row["model"])
         optima = [r["certified_optimum"] for r in panel if r["certified_optimum"] is not None]
         if optima:
+            ax.axhline(min(optima), color="black", ls="--", lw=1, label="certified optimum")
             finals = [r["objective"] for r in panel if r["objective"] is not None]
             ax.set_ylim(0.98 * min(*optima, *finals), 1.3 * max(*optima, *finals))
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("training time (s)")
+        _major_labels_only(ax)
+        ax.set_xlabel("measured training time (s), compilation excluded")
         ax.set_ylabel("train objective")
         ax.set_title(scale, fontsize=10)
-        ax.legend(fontsize=8, title="dashed: certified optimum" if optima else None)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_suboptimality(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:
+    """(F - F*) / |F*| against measured training time on log-log axes, for every run that
+    shares a convex program's objective (a certified optimum), with F* the certified lower
+    bound (optimum - gap), so every value is an upper bound on the run's relative
+    suboptimality. None (and no file) when no run has a certificate."""
+    rows = [r for r in rows if "error" not in r and r.get("certified_optimum") is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
+    for row in rows:
+        bound = row["certified_optimum"] - (row["gap"] or 0.0)
+        time, objective = _curve(row)
+        excess = (objective - bound) / abs(bound)
+        keep = excess > 0
+        ax.plot(time[keep], excess[keep], color=colors[row["model"]], label=_label(row))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _major_labels_only(ax)
+    ax.set_xlabel("measured training time (s), compilation excluded")
+    ax.set_ylabel("(F - F*) / |F*|,  F* = certified lower bound")
+    ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, plt, path)
 
 
 def plot_metric(rows: Sequence[dict], path: str | Path) -> Path:
-    """Seed-mean test metric per model (bars, std over seeds as error bars), one panel per task.
-    Writes a PNG at ``path``."""
+    """Seed-mean test metric per model, one panel per task: a dot with its std over seeds as
+    an error bar and its value written beside it, on an axis zoomed to the values (so 0.01
+    differences show). Writes a PNG at ``path``."""
     plt = _pyplot()
     grouped = groups(rows)
     tasks = list(dict.fromkeys(task for task, _ in grouped)) or [""]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         entries = [(model, rs) for (t, model), rs in grouped.items() if t == task]
         values = [
             [r["test_metric"] for r in rs if r["test_metric"] is not None] for _, rs in entries
         ]
-        ax.bar(
-            range(len(entries)),
-            [np.mean(v) if v else np.nan for v in values],
-            yerr=[np.std(v) if v else np.nan for v in values],
-            color=[f"C{i % 10}" for i in range(len(entries))],
-        )
-        ax.set_xticks(range(len(entries)), [m for m, _ in entries], rotation=30, ha="right")
+        means = np.array([np.mean(v) if v else np.nan for v in values])
+        spreads = np.array([np.std(v) if v else 0.0 for v in values])
+        positions = np.arange(len(entries))
+        for i, (mean, spread) in enumerate(zip(means, spreads, strict=True)):
+            ax.errorbar(mean, i, xerr=spread, fmt="o", color=f"C{i % 10}", capsize=3)
+            if np.isfinite(mean):
+                ax.annotate(f"{mean:.4f}", (mean, i), xytext=(6, 6), textcoords="offset points")
+        finite = means[np.isfinite(means)]
+        if finite.size:
+            low, high = np.min(finite - spreads[np.isfinite(means)]), np.max(finite)
+            margin = max(0.15 * (high - low), 0.01)
+            ax.set_xlim(low - margin, high + 3 * margin)
+        ax.set_yticks(positions, [m for m, _ in entries])
+        ax.set_ylim(-0.5, len(entries) - 0.5)
         ax.set_title(task)
-        ax.set_ylabel(f"test {entries[0][1][0]['metric']}" if entries else "test metric")
+        ax.set_xlabel(f"test {entries[0][1][0]['metric']}" if entries else "test metric")
     fig.tight_layout()
     return _save(fig, plt, path)
