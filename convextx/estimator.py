@@ -8,6 +8,10 @@ input-independent, row-stochastic token mixer, NOT softmax attention.
 Fitting is atomic: ``fit`` validates its inputs once, computes everything into locals and
 sets the fitted attributes only when it succeeds, so a failed fit leaves an earlier fitted
 state whole.
+
+Predictions read ``predictor_`` (a ``Predictor``: the family's fixed parts, no training data),
+never the program, so a model saved with ``save`` and read back with ``load`` (``convextx.persist``:
+one .npz, no pickles) predicts exactly as the fitted one.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import warnings
+from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -55,6 +61,39 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
+class Predictor:
+    """What maps a solution x and new inputs X (N', n, d) to the convex model's outputs: a
+    fitted program's prediction state, without its training data.
+
+    family, loss, scalar_output: the program's.  dtype: the solve's.  data: the family's data
+    bundle of zero samples (``family.data_for`` on the program's X[:0]): only its fixed parts
+    carry anything (the gates of P3, the query index and bases of P5; nothing for P1, P2, P4).
+    """
+
+    family: families.Family
+    loss: str
+    scalar_output: bool
+    dtype: np.dtype
+    data: Any = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, program: ConvexProgram) -> Predictor:
+        """The predictor of ``program`` (under ``precision`` of the program's dtype)."""
+        data = program.family.data_for(program, program.X[:0])
+        dtype = np.dtype(program.problem.dtype)
+        return cls(program.family, program.loss, program.scalar_output, dtype, data)
+
+    def __call__(self, x: Any, X: np.ndarray) -> np.ndarray:
+        """Outputs of solution x on validated X (N', n, d), shaped as the loss reads them:
+        (N',), (N', c), or (N' n, c) for per-token rows (under ``precision(self.dtype)``)."""
+        # a family's data_for reads only the fixed parts of ``.data``, which a Predictor
+        # carries as a program does
+        data = self.family.data_for(self, jnp.asarray(X, self.dtype))
+        predict = self.family.predict(data, self.scalar_output, self.loss)
+        return np.asarray(predict(jnp.asarray(x, self.dtype)))
+
+
+@dataclasses.dataclass(frozen=True)
 class _Fitted:
     """Everything ``fit`` learns, computed before any attribute is set."""
 
@@ -63,6 +102,7 @@ class _Fitted:
     result: solvers.SolveResult
     heads: dict[str, np.ndarray]
     support: np.ndarray
+    predictor: Predictor
 
 
 class ConvexAttention(BaseEstimator):
@@ -94,10 +134,15 @@ class ConvexAttention(BaseEstimator):
     seed: random parts of the program (gates).  verbose: print the solve's summary.
 
     Fitted attributes: ``objective_``, ``gap_``, ``status_``, ``n_iter_``, ``solve_result_``,
-    ``coef_`` (the convex variable as solved), ``program_``, ``heads_``, ``attention_`` (the
-    heads' token weights: (h, n), or (h, n, n) for "sequence"), ``active_tokens_`` (tokens used
-    by the heads: of the reduced optimum when ``reduce_support``), ``classes_``
-    (classification; None for regression), ``loss_``, ``n_features_in_``, ``n_tokens_``.
+    ``coef_`` (the convex variable as solved), ``program_``, ``predictor_`` (``Predictor``: what
+    predictions read), ``heads_``, ``attention_`` (the heads' token weights: (h, n), or
+    (h, n, n) for "sequence"), ``active_tokens_`` (tokens used by the heads: of the reduced
+    optimum when ``reduce_support``), ``classes_`` (classification; None for regression),
+    ``loss_``, ``n_features_in_``, ``n_tokens_``.
+
+    ``save(path)`` writes the fitted model to one .npz (no pickles, no training data) and
+    ``ConvexAttention.load(path)`` reads it back (``convextx.persist``): every attribute above
+    but ``program_`` and ``solve_result_``, which hold the training data and the solve's history.
     """
 
     def __init__(
@@ -267,12 +312,13 @@ class ConvexAttention(BaseEstimator):
         if self.reduce_support:
             support = solvers.reduce_support(program.problem, support)
         heads = recover_heads(program, support, self.heads, reduce=False)
-        return _Fitted(program, classes, result, heads, support)
+        return _Fitted(program, classes, result, heads, support, Predictor.of(program))
 
     def _set_fitted(self, fitted: _Fitted, X: np.ndarray) -> None:
         """Set every fitted attribute at once (after the fit has succeeded)."""
         program, result = fitted.program, fitted.result
         self.program_ = program
+        self.predictor_ = fitted.predictor
         self.classes_ = fitted.classes
         self.loss_ = program.loss
         self.solve_result_ = result
@@ -298,9 +344,10 @@ class ConvexAttention(BaseEstimator):
             raise ValueError(
                 f"X must have (n, d) = {(self.n_tokens_, self.n_features_in_)}; got {X.shape[1:]}"
             )
-        with precision(self.dtype):
-            out = np.asarray(self.program_.predict(self.coef_, X))
-        if self.program_.family.flattens_rows(self.loss_):
+        predictor = self.predictor_
+        with precision(predictor.dtype):
+            out = predictor(self.coef_, X)
+        if predictor.family.flattens_rows(predictor.loss):
             out = out.reshape(X.shape[0], X.shape[1], -1)
         return out
 
@@ -321,6 +368,25 @@ class ConvexAttention(BaseEstimator):
             p = 1.0 / (1.0 + np.exp(-out))
             return np.stack([1.0 - p, p], axis=-1)
         return _softmax(out)
+
+    # -------------------------------------------------------------- persistence
+
+    def save(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write the fitted model to the .npz file ``path`` (exactly that name), atomically;
+        FileExistsError if it exists, unless ``force``. Returns the path. The file holds the
+        hyperparameters, the solution, the heads and the predictor's fixed parts: no training
+        data and no pickles (``convextx.persist``)."""
+        from convextx import persist  # persist imports this module
+
+        return persist.save(self, path, force=force)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConvexAttention:
+        """The model ``save`` wrote to ``path``; its predictions equal the saved model's.
+        ValueError for a file that is not a convextx model or has a newer format version."""
+        from convextx import persist
+
+        return persist.load(path, cls)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy for classification, R^2 (uniform average over outputs) for regression.
