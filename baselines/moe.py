@@ -24,21 +24,47 @@ inputs times U(1 - eps, 1 + eps) when training, ``balance_coef`` (1e-2) and ``z_
 weights of the losses in ``aux_loss``. aux: "aux_loss", "balance_loss", "z_loss",
 "dropped_fraction" (share of routing assignments dropped), "expert_load" (X,) (share of
 assignments choosing each expert, before capacity).
+
+Router gradients (option ``router``, ``ROUTERS``). "topk" (default) is the layer above: the
+router learns through the gate values p_e. The others route each token to ONE expert drawn from
+the categorical softmax(logits) when training (``top_k`` must be 1), with gate 1, so the output
+depends on the router only through the discrete choice and the router learns through an
+estimator of grad E_z[loss] (``baselines.router_gradients``):
+
+- "reinforce_loo": i.i.d. draws, REINFORCE with a leave-one-out baseline;
+- "carms": antithetic draws (CARMS, stick-breaking with a Dirichlet copula);
+- "arms": ``num_experts`` = 2, the choice as a binary variable (ARMS; Dirichlet copula);
+- "straight_through": straight-through Gumbel-softmax, the gate is onehot + (y - stop_grad(y)),
+  y = softmax((logits + G) / tau) (biased; value 1, gradient of the relaxed y).
+
+Evaluation (``train=False``) routes deterministically to argmax(p) with gate 1. The estimators
+need the loss at ``router_samples`` n (2) draws per token: training must use ``objective`` (a
+``RouterObjective``), which runs the network on n stacked copies of the batch (row i B + b is
+copy i of sample b) and adds the estimator's surrogate; with a plain supervised objective the
+stochastic routers get no gradient from the loss. "arms" / "carms" couple the n draws of a token
+across the copies, which needs the copies to reach the layer identical: one MoE layer in the
+stack and no jitter (``objective`` checks). ``router_temperature`` tau (1.0): straight-through.
+Stochastic routers add aux "router_logits" (B, L, X) and "router_choice" (B, L) int.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from baselines import router_gradients, transformer
 from baselines.ffn import mlp_apply, mlp_init
 from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
 from solvers import checks
 
 _ROUTER_STD = 0.02  # the router init of flaxformer's MoE layers
+ROUTERS = ("topk", "reinforce_loo", "arms", "carms", "straight_through")
+COUPLED_ROUTERS = ("arms", "carms")  # their n draws of a token are coupled across the copies
 
 
 class MoESettings(NamedTuple):
@@ -51,6 +77,14 @@ class MoESettings(NamedTuple):
     jitter: float
     balance_coef: float
     z_coef: float
+    router: str
+    router_samples: int
+    router_temperature: float
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the router draws its choice when training (every router but "topk")."""
+        return self.router != "topk"
 
 
 class Routing(NamedTuple):
@@ -93,14 +127,30 @@ def settings(cfg: LayerConfig) -> MoESettings:
     checks.integer("cfg.width", cfg.width, 1)
     checks.integer("cfg.hidden_ratio", cfg.hidden_ratio, 1)
     num_experts = _int_option(cfg, "num_experts", 4, 1, None)
+    top_k = _int_option(cfg, "top_k", 1, 1, num_experts)
+    router = cfg.option("router", "topk")
+    if not isinstance(router, str):
+        raise TypeError(f"MoE option 'router' must be a string; got {router!r}")
+    checks.choice("MoE option 'router'", router, ROUTERS)
+    if router != "topk" and top_k != 1:
+        raise ValueError(f"MoE option 'top_k' must be 1 with router={router!r}; got {top_k}")
+    if router == "arms" and num_experts != 2:
+        raise ValueError(
+            f"router='arms' routes between 2 experts (a binary choice); got num_experts="
+            f"{num_experts} (use 'carms' for more)"
+        )
+    least_samples = 1 if router == "straight_through" else 2
     return MoESettings(
         num_experts=num_experts,
-        top_k=_int_option(cfg, "top_k", 1, 1, num_experts),
+        top_k=top_k,
         capacity_factor=_real_option(cfg, "capacity_factor", 1.25, strict=True),
         min_capacity=_int_option(cfg, "min_capacity", 4, 1, None),
         jitter=_real_option(cfg, "jitter", 0.0, high=1.0),
         balance_coef=_real_option(cfg, "balance_coef", 1e-2),
         z_coef=_real_option(cfg, "z_coef", 1e-3),
+        router=router,
+        router_samples=_int_option(cfg, "router_samples", 2, least_samples, None),
+        router_temperature=_real_option(cfg, "router_temperature", 1.0, strict=True),
     )
 
 
@@ -127,6 +177,41 @@ def router_z_loss(logits: jax.Array) -> jax.Array:
     return jnp.mean(jax.nn.logsumexp(logits, axis=-1) ** 2)
 
 
+def _choose(
+    logits: jax.Array, probs: jax.Array, s: MoESettings, key: jax.Array | None, train: bool
+) -> tuple[jax.Array, jax.Array]:
+    """(expert (G, S, k) int, gate (G, S, k)) for router logits and probs: (G, S, X).
+
+    "topk": the k most probable experts, gates p_e (renormalized for k > 1). Stochastic routers:
+    k = 1, argmax(p) when evaluating; when training, a draw (module docstring) with gate 1
+    (straight-through: 1 in value, the relaxed gradient)."""
+    if s.router == "topk":
+        gate, expert = jax.lax.top_k(probs, s.top_k)
+        if s.top_k > 1:
+            gate = gate / gate.sum(-1, keepdims=True)
+        return expert, gate
+    if not train:
+        expert = jnp.argmax(probs, axis=-1)[..., None]
+        return expert, jnp.ones(expert.shape, probs.dtype)
+    if s.router == "straight_through":
+        hot = router_gradients.gumbel_softmax_st(key, logits, 1, s.router_temperature)[0]
+        expert = jnp.argmax(hot, axis=-1)[..., None]
+        return expert, jnp.take_along_axis(hot, expert, axis=-1)
+    if s.router == "reinforce_loo":
+        expert = jax.random.categorical(key, logits)[..., None]
+        return expert, jnp.ones(expert.shape, probs.dtype)
+    groups, tokens, num_experts = logits.shape
+    n = s.router_samples
+    if groups % n:
+        raise ValueError(
+            f"router={s.router!r} trains on router_samples={n} stacked copies of the batch "
+            f"(moe.objective); got {groups} sequences, not a multiple of {n}"
+        )
+    shared = logits.reshape(n, groups // n, tokens, num_experts)[0]  # the copies are equal
+    expert = router_gradients.sample(s.router, key, shared, n).reshape(groups, tokens, 1)
+    return expert, jnp.ones(expert.shape, probs.dtype)
+
+
 def route(
     router: jax.Array,
     x: jax.Array,
@@ -136,20 +221,22 @@ def route(
     key: jax.Array | None = None,
     train: bool = False,
 ) -> Routing:
-    """Top-k, capacity-limited routing of x: (G, S, E) with router: (E, X) (module docstring)."""
+    """Capacity-limited routing of x: (G, S, E) with router: (E, X): top-k, or one drawn expert
+    per token for the stochastic routers (module docstring)."""
     groups, tokens, _ = x.shape
     k, num_experts, slots = s.top_k, s.num_experts, capacity(s, tokens)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     x_router = x.astype(dtype)
+    jitter_key, draw_key = key, None
+    if s.stochastic and train:
+        jitter_key, draw_key = jax.random.split(key)
     if train and s.jitter > 0:
         x_router = x_router * jax.random.uniform(
-            key, x.shape, dtype, minval=1.0 - s.jitter, maxval=1.0 + s.jitter
+            jitter_key, x.shape, dtype, minval=1.0 - s.jitter, maxval=1.0 + s.jitter
         )
     logits = x_router @ router.astype(dtype)
     probs = jax.nn.softmax(logits, axis=-1)
-    gate, expert = jax.lax.top_k(probs, k)  # (G, S, k)
-    if k > 1:
-        gate = gate / gate.sum(-1, keepdims=True)
+    expert, gate = _choose(logits, probs, s, draw_key, train)  # (G, S, k)
     choice = jax.nn.one_hot(expert, num_experts, dtype=jnp.int32)  # (G, S, k, X)
     if causal:  # queue order: token-major
         slot = jnp.cumsum(choice.reshape(groups, tokens * k, num_experts), axis=1)
@@ -188,12 +275,14 @@ def apply(
     train: bool = False,
 ) -> tuple[jax.Array, Aux]:
     """MoE on x: (B, L, E) -> (y (B, L, E), aux) (module docstring). ``key`` is needed only for
-    router jitter (``train`` with jitter > 0)."""
+    router jitter (``train`` with jitter > 0) and for a stochastic router's draws (``train``)."""
     s = settings(cfg)
     if x.ndim != 3 or x.shape[-1] != cfg.width:
         raise ValueError(f"x must have shape (B, L, {cfg.width}), got {x.shape}")
     if train and s.jitter > 0 and key is None:
         raise ValueError("key is required for router jitter (train=True and jitter > 0)")
+    if train and s.stochastic and key is None:
+        raise ValueError(f"key is required for router={s.router!r} draws (train=True)")
     r = route(params["router"], x, s, causal=cfg.causal, key=key, train=train)
     expert_in = jnp.einsum("gsxc,gsd->xgcd", r.dispatch.astype(x.dtype), x)
     expert_out = jax.vmap(mlp_apply)(params["experts"], expert_in)  # (X, G, C, E)
@@ -206,7 +295,112 @@ def apply(
         "dropped_fraction": jnp.mean(~r.keep, dtype=r.probs.dtype),
         "expert_load": jax.nn.one_hot(r.expert, s.num_experts, dtype=r.probs.dtype).mean((0, 1, 2)),
     }
+    if s.stochastic:
+        aux |= {"router_logits": r.logits, "router_choice": r.expert[..., 0]}
     return y, aux
 
 
 MOE = register_ffn("moe")(Layer(init=init, apply=apply))
+
+
+def _router_entries(aux: Aux) -> list[tuple[jax.Array, jax.Array]]:
+    """(router_logits, router_choice) of every stochastic MoE layer in a transformer's aux
+    ("metrics": one dict per layer, the FFN's entries prefixed "ffn/")."""
+    return [
+        (layer["ffn/router_logits"], layer["ffn/router_choice"])
+        for layer in aux.get("metrics", [])
+        if "ffn/router_choice" in layer
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterObjective:
+    """The Trainer objective on batches (x, y) of a stack with stochastic MoE routers.
+
+    predict: ``(params, x, key) -> (pred, aux)`` (``transformer.Predictor``: train mode with a
+    key), aux in the transformer's format.  loss: per-sample losses (B,).  router, samples: the
+    MoE layers' ``router`` and ``router_samples`` n.  accuracy: count argmax hits as "correct".
+
+    Evaluation (key None): one deterministic pass, the sum of the losses. Training: x and y are
+    stacked n times (row i B + b is copy i of sample b), so every token gets n draws, and the
+    value is the mean over the copies of the sum of the losses f_i = sum_b loss(copy i of b)
+    (an unbiased estimate of E_z[sum of losses]; its pathwise gradient reaches every parameter
+    but the router). Score-function routers add ``router_gradients.surrogate`` of each
+    stochastic layer (value 0), whose gradient is the estimator's
+    sum_i c_i grad log q(z_i), with c from ``router_gradients.coefficients`` on the per-sample
+    losses of the copies: every token of sample b uses f(copy i of b). Straight-through needs no
+    surrogate (its gradient is pathwise). aux: the model's "aux_loss" (a mean, unchanged by the
+    copies) and, with ``accuracy``, "correct" averaged over the copies. Equal when the fields are.
+    """
+
+    predict: Callable[[Params, jax.Array, jax.Array | None], tuple[jax.Array, Aux]]
+    loss: Callable[[jax.Array, jax.Array], jax.Array]
+    router: str
+    samples: int
+    accuracy: bool = dataclasses.field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        checks.choice("router", self.router, ROUTERS[1:])
+        least = 1 if self.router == "straight_through" else 2
+        checks.integer("samples", self.samples, least)
+
+    def _losses(self, pred: jax.Array, y: jax.Array) -> jax.Array:
+        losses = self.loss(pred, y)
+        if losses.shape != (y.shape[0],):
+            raise ValueError(
+                f"loss must return per-sample losses {(y.shape[0],)}, got {losses.shape}"
+            )
+        return losses
+
+    def __call__(
+        self, params: Params, batch: tuple[jax.Array, jax.Array], key: jax.Array | None
+    ) -> tuple[jax.Array, dict]:
+        x, y = batch
+        copies = 1 if key is None else self.samples
+        if copies > 1:
+            x, y = jnp.concatenate([x] * copies), jnp.concatenate([y] * copies)
+        pred, model_aux = self.predict(params, x, key)
+        losses = self._losses(pred, y).reshape(copies, -1)  # (n, B)
+        value = losses.mean(axis=0).sum()
+        if key is not None and self.router in router_gradients.SCORE_METHODS:
+            f = jax.lax.stop_gradient(losses)[..., None]  # (n, B, 1): one value per sequence
+            for logits, choice in _router_entries(model_aux):
+                logits = logits.reshape(copies, -1, *logits.shape[1:])  # (n, B, L, X)
+                choice = choice.reshape(copies, -1, choice.shape[-1])  # (n, B, L)
+                c = router_gradients.coefficients(self.router, logits[0], choice, f)
+                value = value + router_gradients.surrogate(logits, choice, c)
+        aux = {k: model_aux[k] for k in ("aux_loss",) if k in model_aux}
+        if self.accuracy:
+            hits = (jnp.argmax(pred, axis=-1) == y).reshape(y.shape[0], -1)
+            aux["correct"] = hits.mean(axis=1).sum() / copies
+        return value, aux
+
+
+def objective(
+    cfg: transformer.TransformerConfig,
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    accuracy: bool | None = None,
+) -> Callable[[Params, tuple[jax.Array, jax.Array], jax.Array | None], tuple[jax.Array, dict]]:
+    """The Trainer objective of stack ``cfg`` (``transformer.objective``'s arguments): that one
+    for top-k routers (or no MoE layer), else a ``RouterObjective`` with the MoE options.
+    ValueError if "arms" / "carms" would see unequal copies: more than one MoE layer, or jitter."""
+    if "moe" not in cfg.ffns:
+        return transformer.objective(cfg, loss, accuracy=accuracy)
+    s = settings(cfg.layer_config)
+    if not s.stochastic:
+        return transformer.objective(cfg, loss, accuracy=accuracy)
+    if s.router in COUPLED_ROUTERS:
+        layers = cfg.ffns.count("moe")
+        if layers != 1:
+            raise ValueError(
+                f"router={s.router!r} couples the draws of copies that must reach the MoE layer "
+                f"equal: it needs exactly one MoE layer, got {layers} (use 'reinforce_loo')"
+            )
+        if s.jitter > 0:
+            raise ValueError(f"router={s.router!r} needs jitter = 0 (jitter makes copies differ)")
+    if accuracy is None:
+        accuracy = cfg.output != "regression"
+    return RouterObjective(
+        transformer.Predictor(cfg), loss, s.router, s.router_samples, accuracy=accuracy
+    )

@@ -1,11 +1,15 @@
 """MoE ffn: routing vs a per-token dense reference, capacity drops vs an independent count,
-the auxiliary losses vs their formulas, gradients to the router, jitter, option checks.
+the auxiliary losses vs their formulas, gradients to the router, jitter, option checks; the
+stochastic routers: evaluation, the distribution of their draws, unbiased router gradients of
+``RouterObjective`` against a dense expectation, ``objective``'s checks.
 
 Shapes are shared between tests so each JAX program compiles once (the CPU is small).
 """
 
+import dataclasses
 import functools
 import math
+from statistics import NormalDist
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +18,7 @@ import pytest
 
 from baselines import moe
 from baselines import transformer as tf
+from baselines.ffn import mlp_apply
 from baselines.optim import make_optimizer
 from baselines.registry import LayerConfig, get_ffn
 from baselines.train import Trainer
@@ -67,11 +72,12 @@ def _expert_np(experts, e, v):
     return gelu @ np.asarray(experts["w2"][e]) + np.asarray(experts["b2"][e])
 
 
-def _reference(params, x, top_k, causal=False, capacity=None):
+def _reference(params, x, top_k, causal=False, capacity=None, unit_gates=False):
     """Token-by-token y = sum over kept choices of gate * expert(x), and the drop count.
 
     Slots are given first come, first served per expert: in choice-major order (all first choices
-    in token order, then all second choices), or token-major when ``causal``.
+    in token order, then all second choices), or token-major when ``causal``. ``unit_gates``:
+    gate 1 (a stochastic router evaluating).
     """
     x, router = np.asarray(x), np.asarray(params["router"])
     y, dropped = np.zeros_like(x), 0
@@ -81,6 +87,8 @@ def _reference(params, x, top_k, causal=False, capacity=None):
         probs /= probs.sum(-1, keepdims=True)
         experts = np.argsort(-probs, axis=-1)[:, :top_k]  # (S, k)
         gates = np.take_along_axis(probs, experts, -1)
+        if unit_gates:
+            gates = np.ones_like(gates)
         if top_k > 1:
             gates /= gates.sum(-1, keepdims=True)
         order = [(s, j) for s in range(x.shape[1]) for j in range(top_k)]
@@ -296,3 +304,185 @@ def test_trains_in_transformer_with_shared_loop():
     metrics = aux["metrics"][1]
     assert 0.0 <= float(metrics["ffn/dropped_fraction"]) < 0.5
     np.testing.assert_allclose(float(jnp.sum(metrics["ffn/expert_load"])), 1.0, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- stochastic routers
+
+STOCHASTIC = ("reinforce_loo", "carms", "straight_through")  # with 3 experts ("arms": 2)
+
+
+@pytest.mark.parametrize("router", STOCHASTIC)
+def test_stochastic_router_evaluates_top_expert_with_gate_one(params, x, router):
+    cfg = _cfg(router=router, capacity_factor=float(EXPERTS))
+    y, aux = _apply(params, x, cfg)
+    ref, dropped = _reference(params, x, 1, unit_gates=True)
+    assert dropped == 0
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-10)
+    logits = np.asarray(x @ params["router"])
+    np.testing.assert_allclose(aux["router_logits"], logits, atol=1e-12)
+    np.testing.assert_array_equal(aux["router_choice"], logits.argmax(-1))
+
+
+@functools.cache
+def _draws(router, experts, samples, count):
+    """Jitted (params, x, keys) -> router_choice (count, B, L) of train-mode passes."""
+    cfg = _cfg(router=router, num_experts=experts, router_samples=samples)
+    one = lambda p, x, key: moe.apply(p, x, cfg, key=key, train=True)[1]["router_choice"]  # noqa: E731
+    return jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
+
+
+@pytest.mark.parametrize("router", STOCHASTIC)
+def test_stochastic_router_draws_follow_its_probabilities(params, x, router):
+    x2 = jnp.concatenate([x[:1], x[:1]])  # two copies of one sequence (the coupled routers' input)
+    count = 4000
+    choice = np.asarray(
+        _draws(router, EXPERTS, 2, count)(params, x2, jax.random.split(_key(9), count))
+    )
+    probs = np.asarray(jax.nn.softmax(x2 @ params["router"], -1))
+    freq = np.stack([(choice == e).mean(0) for e in range(EXPERTS)], -1)
+    np.testing.assert_allclose(freq, probs, atol=5 * 0.5 / math.sqrt(count))
+    if router == "carms":  # antithetic pair: never both on a token's least likely expert
+        least = probs[0].argmin(-1)
+        assert not np.any((choice[:, 0] == least) & (choice[:, 1] == least))
+
+
+def _layer_predict(cfg):
+    """The MoE layer alone as a model, its aux in the transformer's format."""
+
+    def predict(params, x, key):
+        y, aux = moe.apply(params, x, cfg, key=key, train=key is not None)
+        metrics = {f"ffn/{k}": v for k, v in aux.items() if k != "aux_loss"}
+        return y, {"aux_loss": aux["aux_loss"], "metrics": [metrics]}
+
+    return predict
+
+
+def _half_squared(pred, target):
+    return 0.5 * jnp.sum((pred - target) ** 2, axis=(1, 2))
+
+
+@pytest.mark.parametrize(("router", "experts"), [("reinforce_loo", 3), ("carms", 3), ("arms", 2)])
+def test_router_objective_gradient_is_unbiased(router, experts):
+    """The mean over draws of grad(RouterObjective) w.r.t. the router and an expert matches the
+    exact gradient of E_z[sum of losses] computed densely (every token through every expert,
+    weighted by its probability: the loss is per token and nothing is dropped), within a
+    Bonferroni z bound (family-wise error 1e-4) on the standard errors."""
+    width, length, batch, samples = 4, 3, 2, 3
+    cfg = LayerConfig(
+        width=width,
+        hidden_ratio=2,
+        options={
+            "num_experts": experts,
+            "router": router,
+            "router_samples": samples,
+            "capacity_factor": float(experts),
+            "balance_coef": 0.0,
+            "z_coef": 0.0,
+        },
+    )
+    params = moe.init(_key(0), cfg)
+    params = params | {"router": _normal(10, params["router"].shape)}
+    x, target = _normal(11, (batch, length, width)), _normal(12, (batch, length, width))
+
+    def expected(p):
+        q = jax.nn.softmax(x @ p["router"], -1)  # (B, L, X)
+        out = jax.vmap(lambda e: mlp_apply(e, x))(p["experts"])  # (X, B, L, E)
+        loss = 0.5 * jnp.sum((out - target) ** 2, -1)  # (X, B, L)
+        return jnp.sum(q * jnp.moveaxis(loss, 0, -1))
+
+    exact = jax.grad(expected)(params)
+    objective = moe.RouterObjective(_layer_predict(cfg), _half_squared, router, samples)
+    draws = 3000
+    grads = jax.jit(
+        jax.vmap(lambda k: jax.grad(lambda p: objective(p, (x, target), k)[0])(params))
+    )(jax.random.split(_key(13), draws))
+    for est, ref in (
+        (grads["router"], exact["router"]),
+        (grads["experts"]["w2"], exact["experts"]["w2"]),
+    ):
+        est, ref = np.asarray(est), np.asarray(ref)
+        z = np.abs(est.mean(0) - ref) / (est.std(0) / math.sqrt(draws))
+        assert np.all(np.isfinite(est))
+        assert z.max() < NormalDist().inv_cdf(1 - 1e-4 / (2 * ref.size))
+
+
+def _stack(**options):
+    return tf.TransformerConfig(
+        width=8,
+        depth=1,
+        input_dim=4,
+        max_len=8,
+        ffn="moe",
+        hidden_ratio=2,
+        positions="none",
+        output="token",
+        num_outputs=1,
+        options={"num_experts": 2, **options},
+    )
+
+
+def _squared_error(pred, y):
+    return jnp.mean((pred - y) ** 2, axis=(1, 2))
+
+
+@pytest.mark.parametrize("router", ["reinforce_loo", "carms", "arms", "straight_through"])
+def test_router_objective_reaches_the_router_and_evaluates_plainly(router):
+    cfg = _stack(router=router, router_samples=2)
+    objective = moe.objective(cfg, _squared_error, accuracy=False)
+    assert isinstance(objective, moe.RouterObjective) and objective.router == router
+    params = jax.jit(lambda key: tf.init(key, cfg))(_key(0))
+    data = _mixture_of_teachers(4)
+    grad = jax.jit(jax.grad(lambda p, k: objective(p, data, k)[0]))(params, _key(1))
+    router_grad = grad["layers"][0]["ffn"]["router"]
+    assert bool(jnp.all(jnp.isfinite(router_grad))) and float(jnp.max(jnp.abs(router_grad))) > 0
+    value, aux = objective(params, data, None)  # evaluation: the deterministic top-1 pass
+    pred, _ = tf.apply(params, data[0], cfg)
+    np.testing.assert_allclose(value, jnp.sum(_squared_error(pred, data[1])), rtol=1e-12)
+    assert set(aux) == {"aux_loss"}
+
+
+def test_objective_is_the_plain_one_for_top_k_and_checks_coupled_routers():
+    assert moe.objective(_stack(), _squared_error) == tf.objective(_stack(), _squared_error)
+    two_layers = dataclasses.replace(_stack(router="reinforce_loo"), depth=2, moe_every=1)
+    assert isinstance(moe.objective(two_layers, _squared_error), moe.RouterObjective)
+    for router in moe.COUPLED_ROUTERS:
+        with pytest.raises(ValueError, match="exactly one MoE layer, got 2"):
+            moe.objective(
+                dataclasses.replace(two_layers, options={"num_experts": 2, "router": router}),
+                _squared_error,
+            )
+        with pytest.raises(ValueError, match="jitter = 0"):
+            moe.objective(_stack(router=router, jitter=0.1), _squared_error)
+    with pytest.raises(ValueError, match="samples must be an integer"):
+        moe.RouterObjective(tf.Predictor(_stack()), _squared_error, "carms", 1)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"router": "gumbel"}, ValueError, "unknown MoE option 'router' 'gumbel'; expected one of"),
+        ({"router": 1}, TypeError, "'router' must be a string"),
+        ({"router": "carms", "top_k": 2}, ValueError, "'top_k' must be 1 with router='carms'"),
+        ({"router": "arms"}, ValueError, "2 experts .* got num_experts=3"),
+        (
+            {"router": "carms", "router_samples": 1},
+            ValueError,
+            r"'router_samples' must be an integer in \[2, inf\)",
+        ),
+        (
+            {"router": "straight_through", "router_temperature": 0.0},
+            ValueError,
+            "'router_temperature'",
+        ),
+    ],
+)
+def test_bad_router_options_raise(options, error, match):
+    with pytest.raises(error, match=match):
+        moe.init(_key(0), _cfg(**options))
+
+
+def test_stochastic_router_needs_a_key_and_stacked_copies(params, x):
+    with pytest.raises(ValueError, match="key is required for router='carms'"):
+        moe.apply(params, x, _cfg(router="carms"), train=True)
+    with pytest.raises(ValueError, match="not a multiple of 3"):
+        moe.apply(params, x, _cfg(router="carms", router_samples=3), key=_key(0), train=True)
