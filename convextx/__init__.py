@@ -11,22 +11,66 @@ nonconvex baselines.
     cx.nonconvex_objective(est.heads_, X, y_encoded, beta=1e-2, kind="vector")
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from convextx import families, tasks, zoo
-from convextx.cv import ConvexAttentionCV
-from convextx.estimator import ConvexAttention
-from convextx.families import Gates
-from convextx.families.base import LOSSES
-from convextx.objectives import nonconvex_objective, nonconvex_predictions
-from convextx.path import BetaPath, path
-from convextx.programs import KINDS, ConvexProgram, convex_program
-from convextx.recovery import needed_heads, recover_heads
+import importlib
+import sys
+import types
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("convextx")
 except PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0+unknown"
+
+#: public name -> the module defining it, imported on first use (PEP 562), so that
+#: ``import convextx`` (and the CLI's ``--help``) does not load JAX, cvxpy and scikit-learn
+_LAZY = {
+    "KINDS": "convextx.programs",
+    "LOSSES": "convextx.families.base",
+    "BetaPath": "convextx.path",
+    "ConvexAttention": "convextx.estimator",
+    "ConvexAttentionCV": "convextx.cv",
+    "ConvexProgram": "convextx.programs",
+    "Gates": "convextx.families",
+    "convex_program": "convextx.programs",
+    "needed_heads": "convextx.recovery",
+    "nonconvex_objective": "convextx.objectives",
+    "nonconvex_predictions": "convextx.objectives",
+    "path": "convextx.path",
+    "recover_heads": "convextx.recovery",
+}
+_SUBPACKAGES = ("families", "tasks", "zoo")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"convextx.{name}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'convextx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``convextx.path`` stays the function ``path`` when the
+    submodule of that name is first imported (e.g. by ``convextx.cv``), which binds the
+    submodule to the package's attribute of the same name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "path" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "KINDS",

@@ -1,17 +1,23 @@
-"""The ``convextx`` command: ``demo``, ``bench`` and ``solve``.
+"""The ``convextx`` command: ``demo``, ``bench``, ``solve`` and ``predict``.
 
 ::
 
     convextx demo [--out DIR] [--quick]
     convextx bench --tasks digits,student_teacher --models convex-fista,simplex-adam \\
                    --seeds 0,1 --device cpu --out DIR
-    convextx solve --data FILE.npz --kind vector --beta 1e-2 [--loss ...] [--out W.npz]
+    convextx solve --data FILE.npz --kind vector --beta 1e-2 [--loss ...] [--out MODEL.npz]
+    convextx predict --model MODEL.npz --data FILE.npz [--out PREDICTIONS.npz]
 
 Errors. A user's mistake (a bad argument, file or folder: ValueError, TypeError, KeyError,
 OSError, or ``bench.BenchError``) prints one line ``convextx COMMAND: error: ...`` to stderr and
 exits 2; Ctrl-C exits 130 without a traceback. Any other exception is a bug in convextx and keeps
 its traceback. Every output path is checked before any work, and no command overwrites a file it
 did not write unless given ``--force``; nothing is ever deleted.
+
+Imports. Nothing heavy is imported to parse a command line: ``convextx --help`` and
+``--version`` load neither NumPy, JAX, cvxpy nor scikit-learn. Only the named command's
+arguments are added to the parser (``bench``'s list the registries' task and model names,
+``solve``'s the families, which imports them), and each command imports what it runs.
 """
 
 from __future__ import annotations
@@ -25,20 +31,21 @@ import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import convextx
-from convextx import _store, bench, report, tasks, zoo
-from convextx.estimator import SOLVERS, ConvexAttention
-from convextx.programs import KINDS, LOSSES
+from convextx._store import BenchError, atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _names(kind: str, valid: Callable[[], list[str]]) -> Callable[[str], list[str]]:
     """An argparse type: a comma-separated list of names from ``valid()``."""
 
     def parse(text: str) -> list[str]:
+        from convextx import bench
+
         names = [name.strip() for name in text.split(",") if name.strip()]
         try:
             return bench.check_names(kind, names, valid())
@@ -49,6 +56,8 @@ def _names(kind: str, valid: Callable[[], list[str]]) -> Callable[[str], list[st
 
 
 def _seeds(text: str) -> list[int]:
+    from convextx import bench
+
     try:
         return bench.check_seeds([int(s) for s in text.split(",")])
     except ValueError as error:
@@ -66,26 +75,29 @@ def _settings(text: str) -> dict[str, dict[str, Any]]:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, with the arguments of ``command`` only (None: of none):
+    some commands' arguments import the registries, and the others' are not needed."""
     parser = argparse.ArgumentParser(
         prog="convextx",
         description="Train attention by convex optimization and benchmark it against SGD/Adam.",
     )
     parser.add_argument("--version", action="version", version=f"convextx {convextx.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_demo(commands)
-    _add_bench(commands)
-    _add_solve(commands)
+    for name, spec in COMMANDS.items():
+        sub = commands.add_parser(name, help=spec.help, description=spec.description)
+        if name == command:
+            spec.arguments(sub)
     return parser
 
 
-def _add_demo(commands: Any) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="certified convex attention vs Adam vs a softmax transformer on digits",
-        description="Fit the certified convex attention classifier, the same architecture by "
-        "Adam, and a softmax transformer on the digits task; print a table and save a plot.",
-    )
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first argument that is not an option (the top-level
+    options, --help and --version, take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--out", type=Path, default=Path("convextx-demo"), help="output folder")
     demo.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -98,16 +110,9 @@ def _add_demo(commands: Any) -> None:
     )
 
 
-def _add_bench(commands: Any) -> None:
-    grid = commands.add_parser(
-        "bench",
-        help="run a (task, model, seed) grid; resumable; writes a leaderboard and plots",
-        description="Run every (task, model, seed), appending to OUT/runs.jsonl, then write "
-        "OUT/leaderboard.md and PNG plots from this grid's runs. Each run is keyed on its whole "
-        "configuration (task and model settings, seed, budget, device, convextx version): a "
-        "rerun skips the configurations already done, retries the failed ones, and ignores (and "
-        "counts) stored runs of other configurations.",
-    )
+def _bench_arguments(grid: argparse.ArgumentParser) -> None:
+    from convextx import bench, tasks, zoo
+
     grid.add_argument(
         "--tasks",
         type=_names("tasks", tasks.names),
@@ -147,13 +152,10 @@ def _add_bench(commands: Any) -> None:
     grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def _add_solve(commands: Any) -> None:
-    solve = commands.add_parser(
-        "solve",
-        help="solve a convex attention program on your arrays (npz with X and y)",
-        description="Fit convextx.ConvexAttention on X (N, n, d) and y from an .npz file and "
-        "print the certificate.",
-    )
+def _solve_arguments(solve: argparse.ArgumentParser) -> None:
+    from convextx.estimator import SOLVERS
+    from convextx.programs import KINDS, LOSSES
+
     solve.add_argument("--data", type=Path, required=True, help=".npz holding X and y")
     solve.add_argument("--kind", choices=KINDS, default="vector")
     solve.add_argument("--beta", type=float, required=True, help="weight decay (> 0)")
@@ -165,12 +167,33 @@ def _add_solve(commands: Any) -> None:
         "--out",
         type=Path,
         default=None,
-        help=".npz for coef and heads (.npz is appended to a name without it)",
+        help=".npz for the fitted model (ConvexAttention.save: coef, heads_*, metadata; read "
+        "by ConvexAttention.load and convextx predict; .npz is appended to a name without it)",
     )
     solve.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
+def _predict_arguments(predict: argparse.ArgumentParser) -> None:
+    predict.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a saved model (ConvexAttention.save, convextx solve --out)",
+    )
+    predict.add_argument("--data", type=Path, required=True, help=".npz holding X (N, n, d)")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=".npz for predictions (and proba, for classifiers; .npz is appended to a name "
+        "without it); without --out, only the summary is printed",
+    )
+    predict.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
 def _demo(args: argparse.Namespace) -> None:
+    from convextx import bench, report
+
     print(
         f"convextx demo: digits (8 row tokens of 8 pixels, 10 classes), beta={bench.DEMO_BETA}, "
         f"models {', '.join(bench.DEMO_MODELS)}{' (quick)' if args.quick else ''}"
@@ -188,6 +211,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
+    from convextx import bench
+
     result = bench.run(
         args.tasks,
         args.models,
@@ -216,6 +241,8 @@ def _bench(args: argparse.Namespace) -> None:
 
 def _numeric(path: Path, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     """Array ``key`` of an open npz, as stored; ValueError unless it holds numbers."""
+    import numpy as np
+
     try:
         array = data[key]
     except ValueError:  # numpy refuses object arrays without pickle
@@ -228,8 +255,11 @@ def _numeric(path: Path, data: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     return array
 
 
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    """The open archive at ``path`` (no pickles); ValueError if it is not an .npz archive."""
+def _open_npz(path: Path, keys: Sequence[str]) -> np.lib.npyio.NpzFile:
+    """The open archive at ``path`` (no pickles); ValueError if it is not an .npz archive
+    (``keys``: what it should hold, for the message)."""
+    import numpy as np
+
     if not path.is_file():
         raise ValueError(f"--data {path}: {'a folder' if path.is_dir() else 'no such file'}")
     try:
@@ -237,17 +267,20 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
     except (zipfile.BadZipFile, ValueError):  # ValueError: neither .npy, .npz nor a pickle allowed
         raise ValueError(f"--data {path} is not an .npz archive (np.savez)") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"--data {path} is a single .npy array; expected an .npz with X and y")
+        raise ValueError(
+            f"--data {path} is a single .npy array; expected an .npz with {', '.join(keys)}"
+        )
     return data
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """X and y of an .npz file; ValueError naming what is missing or not numeric."""
-    with _open_npz(path) as data:
-        missing = [k for k in ("X", "y") if k not in data.files]
+def _load_npz(path: Path, keys: Sequence[str]) -> tuple[np.ndarray, ...]:
+    """The arrays ``keys`` of an .npz file, as stored; ValueError naming what is missing or not
+    numeric."""
+    with _open_npz(path, keys) as data:
+        missing = [k for k in keys if k not in data.files]
         if missing:
             raise ValueError(f"--data {path} lacks {missing}; it holds {sorted(data.files)}")
-        return _numeric(path, data, "X"), _numeric(path, data, "y")
+        return tuple(_numeric(path, data, key) for key in keys)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -281,8 +314,10 @@ def _npz_name(path: Path) -> Path:
 
 
 def _solve(args: argparse.Namespace) -> None:
+    from convextx.estimator import ConvexAttention
+
     out = None if args.out is None else _check_out(_npz_name(args.out), [args.data], args.force)
-    X, y = _load_npz(args.data)
+    X, y = _load_npz(args.data, ("X", "y"))
     est = ConvexAttention(
         kind=args.kind,
         beta=args.beta,
@@ -301,18 +336,95 @@ def _solve(args: argparse.Namespace) -> None:
     print(f"gap            {est.gap_:.3g} (relative {result.relative_gap:.3g}, tol {result.tol:g})")
     print(f"status         {est.status_} after {est.n_iter_} iterations ({result.method})")
     print(f"active tokens  {[int(k) for k in est.active_tokens_]} of {X.shape[1]}")
-    print(f"heads          {np.asarray(est.heads_['a']).shape[0]}")
+    print(f"heads          {est.attention_.shape[0]}")
     print(f"time           {seconds:.3f} s (solve {result.seconds:.3f} s)")
     if out is not None:
-        heads = {f"heads_{k}": np.asarray(v) for k, v in est.heads_.items()}
-        with _store.atomic_path(out) as temporary:
-            np.savez(temporary, coef=est.coef_, **heads)
-        print(f"wrote          {out} (coef, {', '.join(heads)})")
+        est.save(out, force=args.force)
+        heads = ", ".join(f"heads_{k}" for k in est.heads_)
+        print(f"wrote          {out} (the model: coef, {heads}; convextx predict --model)")
 
 
-COMMANDS = {"demo": _demo, "bench": _bench, "solve": _solve}
+def _summary(est: Any, predictions: np.ndarray) -> str:
+    """Counts per class (classification) or the range and mean (regression) of predictions."""
+    import numpy as np
+
+    if est.classes_ is None:
+        return (
+            f"min {predictions.min():.4g}, mean {predictions.mean():.4g}, "
+            f"max {predictions.max():.4g}"
+        )
+    labels, counts = np.unique(predictions, return_counts=True)
+    return "counts " + ", ".join(
+        f"{label}: {count}" for label, count in zip(labels, counts, strict=True)
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from convextx.estimator import ConvexAttention
+
+    inputs = [args.data, args.model]
+    out = None if args.out is None else _check_out(_npz_name(args.out), inputs, args.force)
+    est = ConvexAttention.load(args.model)
+    (X,) = _load_npz(args.data, ("X",))
+    arrays = {"predictions": est.predict(X)}
+    if est.classes_ is not None:
+        arrays["proba"] = est.predict_proba(X)
+    print(f"model          kind {est.kind}, loss {est.loss_}, beta {est.beta:g} ({args.model})")
+    print(f"data           X {X.shape} ({args.data})")
+    print(f"predictions    {arrays['predictions'].shape}: {_summary(est, arrays['predictions'])}")
+    if out is not None:
+        with atomic_path(out) as temporary:
+            np.savez(temporary, **arrays)
+        print(f"wrote          {out} ({', '.join(arrays)})")
+
+
+class _Command(NamedTuple):
+    """A command: its one-line help, its description, what adds its arguments, what runs it."""
+
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+COMMANDS = {
+    "demo": _Command(
+        "certified convex attention vs Adam vs a softmax transformer on digits",
+        "Fit the certified convex attention classifier, the same architecture by Adam, and a "
+        "softmax transformer on the digits task; print a table and save a plot.",
+        _demo_arguments,
+        _demo,
+    ),
+    "bench": _Command(
+        "run a (task, model, seed) grid; resumable; writes a leaderboard and plots",
+        "Run every (task, model, seed), appending to OUT/runs.jsonl, then write "
+        "OUT/leaderboard.md and PNG plots from this grid's runs. Each run is keyed on its whole "
+        "configuration (task and model settings, seed, budget, device, convextx version): a "
+        "rerun skips the configurations already done, retries the failed ones, and ignores (and "
+        "counts) stored runs of other configurations.",
+        _bench_arguments,
+        _bench,
+    ),
+    "solve": _Command(
+        "solve a convex attention program on your arrays (npz with X and y)",
+        "Fit convextx.ConvexAttention on X (N, n, d) and y from an .npz file, print the "
+        "certificate, and save the model with --out.",
+        _solve_arguments,
+        _solve,
+    ),
+    "predict": _Command(
+        "predict with a saved model on your arrays (npz with X)",
+        "Load a model saved by ConvexAttention.save or convextx solve --out, predict on X "
+        "(N, n, d) from an .npz file, print a summary, and write the predictions (and class "
+        "probabilities, for classifiers) with --out.",
+        _predict_arguments,
+        _predict,
+    ),
+}
 #: what a user's input can raise (see the module docstring); anything else is a bug
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError, bench.BenchError)
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, BenchError)
 
 
 def _message(error: BaseException) -> str:
@@ -334,12 +446,12 @@ def _one_line_warnings(command: str) -> Callable[..., None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convextx`` console script; returns the exit status: 0, 2 for a
     user error (one line on stderr), 130 when interrupted."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_named_command(argv)).parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command)
-            COMMANDS[args.command](args)
+            COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
         return 130
     except USER_ERRORS as error:

@@ -1,7 +1,10 @@
-"""The ``convextx`` command: solve on a user's arrays, bench argument errors, the demo."""
+"""The ``convextx`` command: solve and predict on a user's arrays, bench argument errors, the
+demo, lazy imports."""
 
 import json
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -27,7 +30,7 @@ def data_file(tmp_path):
     return path, X, y
 
 
-def test_solve_prints_the_certificate_and_saves_weights(data_file, tmp_path, capsys):
+def test_solve_prints_the_certificate_and_saves_the_model(data_file, tmp_path, capsys):
     path, X, y = data_file
     out = tmp_path / "w.npz"
     argv = ["solve", "--data", str(path), "--kind", "vector", "--beta", "0.1", "--out", str(out)]
@@ -40,10 +43,14 @@ def test_solve_prints_the_certificate_and_saves_weights(data_file, tmp_path, cap
     assert "active tokens  [1, 2] of 3" in text  # y reads tokens 1 and 2 only
     with np.load(out) as saved:
         np.testing.assert_allclose(saved["coef"], expected.coef_, rtol=1e-6, atol=1e-10)
-        heads = {k.removeprefix("heads_"): saved[k] for k in saved.files if k != "coef"}
+        heads = {k.removeprefix("heads_"): saved[k] for k in saved.files if k.startswith("heads_")}
     assert set(heads) == {"w1", "w2", "a"}
     recovered = cx.nonconvex_objective(heads, X, y, beta=0.1, kind="vector", loss="squared")
     assert recovered == pytest.approx(expected.objective_, rel=1e-6)
+    model = cx.ConvexAttention.load(out)  # the file is a saved model
+    assert model.get_params()["beta"] == 0.1
+    assert model.objective_ == pytest.approx(float(_printed(text, "objective")), rel=1e-9)
+    np.testing.assert_allclose(model.predict(X), expected.predict(X), rtol=1e-6, atol=1e-9)
 
 
 def test_solve_reports_bad_input_as_an_error(data_file, tmp_path, capsys):
@@ -301,3 +308,103 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"convextx {convextx.__version__}"
+
+
+@pytest.fixture
+def classifier_file(tmp_path):
+    """A saved classifier (string labels) and new inputs of its (n, d), in an .npz with X."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 3, 2))
+    y = np.where(X[:, 0, 0] + X[:, 2, 1] > 0, "up", "down")
+    model = cx.ConvexAttention(kind="scalar", beta=0.1).fit(X, y).save(tmp_path / "model.npz")
+    new = tmp_path / "new.npz"
+    np.savez(new, X=rng.normal(size=(9, 3, 2)))
+    return model, new
+
+
+def test_predict_writes_predictions_and_probabilities(classifier_file, tmp_path, capsys):
+    model, new = classifier_file
+    argv = ["predict", "--model", str(model), "--data", str(new), "--out", str(tmp_path / "p")]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    est = cx.ConvexAttention.load(model)
+    with np.load(new) as data:
+        X = data["X"]
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as written:
+        assert sorted(written.files) == ["predictions", "proba"]
+        np.testing.assert_array_equal(written["predictions"], est.predict(X))
+        np.testing.assert_array_equal(written["proba"], est.predict_proba(X))
+    counts = dict(zip(*np.unique(est.predict(X), return_counts=True), strict=True))
+    assert f"predictions    (9,): counts down: {counts.get('down', 0)}" in text
+    assert "wrote" in text and "p.npz (predictions, proba)" in text
+
+
+def test_predict_on_a_solved_regressor_prints_a_summary_only(data_file, tmp_path, capsys):
+    path, X, _ = data_file
+    model = tmp_path / "w.npz"
+    assert main(["solve", "--data", str(path), "--beta", "0.1", "--out", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--data", str(path)]) == 0
+    text = capsys.readouterr().out
+    predictions = cx.ConvexAttention.load(model).predict(X)
+    assert f"mean {predictions.mean():.4g}" in text and "wrote" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", "w.npz"]
+
+
+def test_predict_never_overwrites_without_force(classifier_file, tmp_path, capsys):
+    model, new = classifier_file
+    out = tmp_path / "p.npz"
+    out.write_text("mine")
+    argv = ["predict", "--model", str(model), "--data", str(new), "--out", str(out)]
+    assert main(argv) == 2
+    assert "--out" in capsys.readouterr().err and out.read_text() == "mine"
+    assert main([*argv[:-2], "--out", str(model), "--force"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0
+    with np.load(out) as written:
+        assert "predictions" in written.files
+
+
+def test_predict_reports_bad_files_as_errors(classifier_file, data_file, tmp_path, capsys):
+    model, new = classifier_file
+    path, _, _ = data_file
+    cases = [
+        (["--model", str(path), "--data", str(new)], "is not a convextx model"),
+        (["--model", str(model), "--data", str(model)], "lacks ['X']"),
+        (["--model", str(model), "--data", str(tmp_path / "none.npz")], "no such file"),
+    ]
+    np.savez(tmp_path / "wide.npz", X=np.zeros((2, 3, 5)))
+    cases.append((["--model", str(model), "--data", str(tmp_path / "wide.npz")], "(n, d)"))
+    for argv, message in cases:
+        assert main(["predict", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("convextx predict: error: ") and message in err, err
+
+
+def test_command_help_lists_the_registries(capsys):
+    for command, names in [("bench", cx.tasks.names()), ("solve", cx.KINDS)]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert all(name in text for name in names)
+
+
+def test_the_command_line_parses_without_heavy_imports():
+    """``import convextx.cli``, ``--help`` and ``--version`` load no NumPy, JAX, cvxpy nor
+    scikit-learn (timed by experiments/bench_cli.py, not here)."""
+    script = (
+        "import sys\n"
+        "from convextx.cli import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = {'numpy', 'jax', 'cvxpy', 'sklearn', 'scipy'} & set(sys.modules)\n"
+        "print('HEAVY', sorted(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert "usage: convextx" in done.stdout and "HEAVY []" in done.stdout
