@@ -1,5 +1,8 @@
 """Calibration (convextx.calibration): ECE against a hand count, temperature scaling and LATES
-against their guarantees and independent routes (grid search, finite differences), bad input."""
+against their guarantees and independent routes (grid search, finite differences), bad input;
+the experiment (experiments.calibration) end to end at tiny size."""
+
+import json
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from scipy.optimize import approx_fprime
 from scipy.special import softmax
 
 from convextx import calibration as cal
+from experiments import calibration as experiment
 
 
 def test_ece_equals_a_hand_count():
@@ -189,3 +193,56 @@ def test_lates_predict_needs_the_fitted_number_of_layers():
     lates = cal.fit_lates(logits, labels)
     with pytest.raises(ValueError, match="2 layers"):
         lates.predict_proba(logits[:1])
+
+
+def _check_experiment(saved, models):
+    assert [r["model"] for r in saved["runs"]] == models
+    data = saved["data"]
+    assert data["N_fit"] + data["N_val"] == 1347 and data["N_val"] == round(0.2 * 1347)
+    for run in saved["runs"]:
+        assert run["val_nll_after"] <= run["val_nll_before"]
+        assert run["after_ts"]["accuracy"] == run["before"]["accuracy"]  # T keeps the argmax
+        for key in ("before", "after_ts"):
+            assert 0 <= run[key]["ece"] <= 1 and run[key]["nll"] > 0
+        if run["model"] in experiment.STACKS:
+            for lates in run["lates"].values():  # "head" and "probe" readouts
+                assert len(lates["weights"]) == saved["config"]["depth"]
+                assert lates["val_nll"] <= min(lates["val_single_layer_nll"]) + 1e-12
+                assert lates["val_nll"] <= run["val_nll_after"] + 1e-12  # the last layer
+
+
+def test_calibration_experiment_quick(tmp_path):
+    out = tmp_path / "calibration.json"
+    argv = ["--quick", "--out", str(out), "--no-progress"]
+    result = experiment.main(argv)
+    saved = json.loads(out.read_text())
+    _check_experiment(saved, ["convex-fista", "softmax-transformer"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    again = experiment.main([*argv, "--resume"])  # finished fits are reused, not refitted
+    assert again["runs"] == result["runs"]
+
+
+def test_layer_readouts_end_in_the_models_logits():
+    import convextx as cx
+    from convextx import zoo
+
+    task, *_ = experiment.split(cx.tasks.load("digits", seed=0), 0.2, 0)
+    model = zoo.make("softmax-transformer", depth=2, steps=30, width=16).fit(task)  # as --quick
+    X = task.X_test[:20]
+    layers = experiment.layer_logits(model, X)
+    assert layers.shape == (2, 20, 10)
+    np.testing.assert_allclose(layers[-1], experiment.logits(model, X), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(layers[0], layers[1])
+    val, test = experiment.probe_logits(model, task.X_train, task.y_train, [X, X[:5]])
+    assert val.shape == (2, 20, 10) and test.shape == (2, 5, 10)
+    np.testing.assert_allclose(val[-1], layers[-1])
+    np.testing.assert_allclose(test, val[:, :5])
+
+
+@pytest.mark.slow
+def test_calibration_experiment_every_classifier(tmp_path):
+    out = tmp_path / "calibration.json"
+    models = experiment.classifiers()
+    settings = ["--models", *models, "--depth", "2"]
+    experiment.main(["--quick", *settings, "--out", str(out), "--no-progress"])
+    _check_experiment(json.loads(out.read_text()), models)

@@ -1,10 +1,14 @@
 """Scaling-law estimators (convextx.scaling): recovery of known laws, the implicit M4
-prediction against an independent grid search, the extrapolation error, bad input."""
+prediction against an independent grid search, the extrapolation error, bad input; the
+experiment (experiments.scaling_laws) end to end at tiny size."""
+
+import json
 
 import numpy as np
 import pytest
 
 from convextx import scaling
+from experiments import scaling_laws
 
 E0 = 0.9
 SIZES = np.geomspace(16, 2**16, 25)
@@ -157,3 +161,39 @@ def test_bad_extrapolation_input():
         scaling.split_by_size(SIZES, errors, held_out=0)
     with pytest.raises(ValueError, match="sizes"):
         fit.predict([100.0, 0.0])
+
+
+def _check_experiment(saved, models):
+    cfg = saved["config"]
+    assert [m for m in saved["fits"]] == models
+    assert {(r["model"], r["size"]) for r in saved["runs"]} == {
+        (m, s) for m in models for s in cfg["sizes"]
+    }
+    for model, fits in saved["fits"].items():
+        assert max(fits["fit_sizes"]) < min(fits["held_out_sizes"])
+        assert len(fits["held_out_sizes"]) == cfg["held_out"]
+        for estimator in scaling.ESTIMATORS:
+            entry = fits[estimator]
+            assert "params" in entry or "error" in entry, (model, estimator)
+            if "params" in entry:
+                assert entry["extrapolation_rms_log_error"] >= 0
+                assert entry["params"]["c"] <= 0
+
+
+def test_scaling_laws_experiment_quick_convex(tmp_path):
+    out = tmp_path / "scaling_laws.json"
+    argv = ["--quick", "--models", "convex-fista", "--out", str(out), "--no-progress"]
+    result = scaling_laws.main(argv)
+    saved = json.loads(out.read_text())
+    _check_experiment(saved, ["convex-fista"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "params" in saved["fits"]["convex-fista"]["M4"]
+    again = scaling_laws.main([*argv, "--resume"])  # finished runs are reused, not retrained
+    assert again["runs"] == result["runs"]
+
+
+@pytest.mark.slow
+def test_scaling_laws_experiment_quick_every_model(tmp_path):
+    out = tmp_path / "scaling_laws.json"
+    scaling_laws.main(["--quick", "--out", str(out), "--no-progress"])
+    _check_experiment(json.loads(out.read_text()), list(scaling_laws.MODELS))
