@@ -408,3 +408,15 @@ def test_the_command_line_parses_without_heavy_imports():
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert "usage: convextx" in done.stdout and "HEAVY []" in done.stdout
+
+
+def test_the_start_up_benchmark_writes_its_json(tmp_path, monkeypatch):
+    from experiments import bench_cli
+
+    fast = {"convextx --version": bench_cli.command_lines()["convextx --version"]}
+    monkeypatch.setattr(bench_cli, "command_lines", lambda: fast)  # skip the slow reference
+    result = bench_cli.main(["--repeats", "2", "--out", str(tmp_path / "cli.json")])
+    written = json.loads((tmp_path / "cli.json").read_text())
+    assert written["repeats"] == 2 and set(written["seconds"]) == set(fast)
+    timing = result["seconds"]["convextx --version"]
+    assert 0 < timing["min"] <= timing["median"] <= timing["max"]
