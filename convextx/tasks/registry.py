@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from convextx.tasks.addition import addition
 from convextx.tasks.base import Task
 from convextx.tasks.digits import digits
 from convextx.tasks.keel import keel
@@ -14,6 +15,7 @@ from convextx.tasks.probes import associative_recall, delayed_copy, needle, pari
 from convextx.tasks.student_teacher import student_teacher
 
 _TASKS: dict[str, Callable[..., Task]] = {
+    "addition": addition,
     "associative_recall": associative_recall,
     "delayed_copy": delayed_copy,
     "digits": digits,
