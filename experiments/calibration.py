@@ -6,7 +6,8 @@ classification (``convextx.zoo``, default settings; the transformer stacks "soft
 transformer", "gss" and "moe" with ``depth`` layers) is trained on the fitting part. Its logits
 (N, 10) on validation and test give (``convextx.calibration``):
 
-- test accuracy, top-label ECE (15 equal-width bins) and NLL of softmax(logits);
+- test accuracy, top-label ECE (15 equal-width bins; with its bootstrap standard deviation
+  over 200 resamples of the test split) and NLL of softmax(logits);
 - temperature scaling: T fitted on the validation NLL, then the test ECE and NLL of
   softmax(logits / T) (accuracy is unchanged);
 - for the multi-layer stacks, LATES with two readouts of every block l = 1..depth, both read
@@ -52,6 +53,7 @@ from experiments import _common
 
 NAME = "calibration"
 BINS = 15
+BOOTSTRAP = 200  # resamples of the test split for the ECE's standard deviation
 STACKS = ("softmax-transformer", "gss", "moe")  # the multi-layer entries (LATES)
 SIZES: dict[str, dict[str, Any]] = {
     "quick": dict(models=["convex-fista", "softmax-transformer"], depth=2, seeds=[0],
@@ -183,11 +185,16 @@ def lates_entry(
 
 
 def metrics(probs: np.ndarray, y: np.ndarray, bins: int) -> dict[str, float]:
-    """accuracy, ECE and NLL of probabilities (N, K) against labels (N,)."""
+    """accuracy, ECE and NLL of probabilities (N, K) against labels (N,), and ece_sd: the
+    standard deviation of the ECE over ``BOOTSTRAP`` resamples of the samples (a fixed seed,
+    so every model sees the same resamples)."""
     picked = np.maximum(probs[np.arange(len(y)), y], np.finfo(float).tiny)
+    draws = np.random.default_rng(0).integers(0, len(y), (BOOTSTRAP, len(y)))
+    resampled = [cal.expected_calibration_error(probs[i], y[i], bins) for i in draws]
     return {
         "accuracy": float(np.mean(probs.argmax(1) == y)),
         "ece": cal.expected_calibration_error(probs, y, bins),
+        "ece_sd": float(np.std(resampled)),
         "nll": float(-np.mean(np.log(picked))),
     }
 
