@@ -41,6 +41,13 @@ until the sign changes.
 Extrapolation (the paper's protocol): fit on the smaller sizes and report the RMS log error
 sqrt(mean_i (log e_hat(x_i) - log e_i)^2) at the held-out larger sizes
 (``split_by_size``, ``extrapolation_error``).
+
+API::
+
+    fit = fit_scaling_law(sizes, errors, estimator="M4", e0=0.9)  # sizes, errors: (m,)
+    fit.params, fit.predict(larger_sizes)                          # or predict("M4", params, x, e0)
+    (x_fit, e_fit), (x_test, e_test) = split_by_size(sizes, errors, held_out=3)
+    extrapolation_error(fit_scaling_law(x_fit, e_fit, "M4", e0=0.9), x_test, e_test)
 """
 
 from __future__ import annotations
@@ -86,27 +93,33 @@ class ScalingFit:
     rms_log_residual: float
 
     def predict(self, sizes: Any) -> np.ndarray:
-        """Predicted errors e_x (m,) at ``sizes`` (m,) (any shape: the result has it)."""
-        x = _positive_array("sizes", sizes)
-        beta, c = self.params["beta"], self.params["c"]
-        if self.estimator == "M1":
-            return beta * x**c
-        if self.estimator == "M2":
-            return self.params["e_inf"] + beta * x**c
-        if self.estimator == "M3":
-            return beta * (1.0 / x + self.params["gamma"]) ** (-c)
-        return _predict_m4(x, beta, c, self.params["alpha"], self.params["e_inf"], self.e0)
+        """Predicted errors e_x at ``sizes`` (any shape: the result has it)."""
+        return predict(self.estimator, self.params, sizes, self.e0)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: estimator, params, e0, sizes, errors, rms_log_residual."""
-        return {
-            "estimator": self.estimator,
-            "params": dict(self.params),
-            "e0": self.e0,
-            "sizes": self.sizes.tolist(),
-            "errors": self.errors.tolist(),
-            "rms_log_residual": self.rms_log_residual,
-        }
+
+def predict(
+    estimator: str, params: dict[str, float], sizes: Any, e0: float | None = None
+) -> np.ndarray:
+    """Errors e_x of law ``estimator`` with ``params`` (``PARAMETERS[estimator]``; e.g. a
+    ``ScalingFit.params`` read back from JSON) at ``sizes`` x > 0 (any shape: the result has
+    it); e0 is needed by M4."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
+    if set(params) != set(PARAMETERS[estimator]):
+        raise ValueError(
+            f"params of {estimator} must be {list(PARAMETERS[estimator])}; got {sorted(params)}"
+        )
+    x = _positive_array("sizes", sizes)
+    beta, c = params["beta"], params["c"]
+    if estimator == "M1":
+        return beta * x**c
+    if estimator == "M2":
+        return params["e_inf"] + beta * x**c
+    if estimator == "M3":
+        return beta * (1.0 / x + params["gamma"]) ** (-c)
+    if e0 is None:
+        raise ValueError("e0 (the error of random guessing) is required by estimator 'M4'")
+    return _predict_m4(x, beta, c, params["alpha"], params["e_inf"], float(e0))
 
 
 # ---------------------------------------------------------------------------- validation

@@ -160,9 +160,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             entry = fits.get(estimator, {})
             if "params" not in entry:
                 continue
-            law = scaling.ScalingFit(estimator, entry["params"], E0, grid, grid, 0.0)
             label = f"{estimator} (extrap. {entry['extrapolation_rms_log_error']:.3f})"
-            ax.plot(grid, law.predict(grid), color=color, label=label)
+            ax.plot(grid, scaling.predict(estimator, entry["params"], grid, E0), color=color,
+                    label=label)  # fmt: skip
         ax.axvline(max(fits["fit_sizes"]), color="gray", lw=0.5, ls="--")
         ax.set_xscale("log")
         ax.set_yscale("log")

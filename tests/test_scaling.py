@@ -24,7 +24,7 @@ RTOL = {"beta": 0.15, "c": 0.03, "e_inf": 0.02, "gamma": 0.05, "alpha": 0.1}
 
 
 def law(estimator, params, sizes=SIZES):
-    return scaling.ScalingFit(estimator, params, E0, sizes, sizes, 0.0).predict(sizes)
+    return scaling.predict(estimator, params, sizes, E0)
 
 
 def implicit_cost(estimator, params, sizes, errors):
@@ -161,6 +161,10 @@ def test_bad_extrapolation_input():
         scaling.split_by_size(SIZES, errors, held_out=0)
     with pytest.raises(ValueError, match="sizes"):
         fit.predict([100.0, 0.0])
+    with pytest.raises(ValueError, match="params of M2"):
+        scaling.predict("M2", {"beta": 1.0, "c": -0.5}, SIZES)
+    with pytest.raises(ValueError, match="e0"):
+        scaling.predict("M4", TRUE["M4"], SIZES)
 
 
 def _check_experiment(saved, models):
