@@ -32,11 +32,15 @@ no runs; the demo refuses a folder holding any of them unless every stored run w
 the demo. ``force=True`` (``--force``) lifts these refusals.
 
 The seed selects the task's split / draw (its ``seed`` setting) and the model's initialization.
+A task given as a ``Task`` (``given_tasks``: e.g. ``tasks.from_arrays`` of a user's arrays) is the
+same for every seed; its configuration holds a fingerprint of its arrays instead of settings, so
+a rerun on other arrays of the same name computes its runs afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -102,6 +106,7 @@ class _Plan:
     device: jax.Device
     budget_seconds: float | None
     prebuilt: dict[tuple[str, int], tasks.Task]
+    given: dict[str, tasks.Task]
 
 
 def check_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> list[str]:
@@ -254,6 +259,31 @@ def _check_model(name: str, settings: Mapping[str, Any], seed: int) -> None:
             validate()
 
 
+def fingerprint(task: tasks.Task) -> str:
+    """SHA-256 of a task's splits: their dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for array in (task.X_train, task.y_train, task.X_test, task.y_test):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _check_given(given: Mapping[str, tasks.Task] | None) -> dict[str, tasks.Task]:
+    """``given`` as a dict; TypeError unless it maps each task's own name to a ``Task``,
+    ValueError for a name the registry has."""
+    given = dict(given or {})
+    wrong = [name for name, task in given.items() if not isinstance(task, tasks.Task)]
+    if wrong:
+        raise TypeError(f"given_tasks must map names to Task objects; not for {wrong}")
+    renamed = [name for name, task in given.items() if task.name != name]
+    if renamed:
+        raise ValueError(f"given_tasks must map each task's own name to it; not for {renamed}")
+    taken = sorted(set(given) & set(tasks.names()))
+    if taken:
+        raise ValueError(f"given tasks {taken} have the names of registered tasks; rename them")
+    return given
+
+
 def _load_task(name: str, seed: int, settings: Mapping[str, Any]) -> tasks.Task:
     """``tasks.load(name, seed=seed, **settings)``, errors naming the task and its settings."""
     with _naming(f"task {name!r} with settings {dict(settings)}"):
@@ -289,18 +319,22 @@ def _plan(
     model_cfg: Mapping[str, Mapping[str, Any]] | None,
     budget_seconds: float | None,
     device: str,
+    given_tasks: Mapping[str, tasks.Task] | None = None,
 ) -> _Plan:
     """Check every argument (see the module docstring) and lay out the grid."""
-    task_names = check_names("tasks", task_names, tasks.names())
+    given = _check_given(given_tasks)
+    task_names = check_names("tasks", task_names, [*tasks.names(), *given])
     models = check_names("models", models, zoo.names())
     seeds = check_seeds(seeds)
-    task_cfg = _check_settings("task_cfg", task_cfg, task_names)
+    task_cfg = _check_settings("task_cfg", task_cfg, [t for t in task_names if t not in given])
     model_cfg = _check_settings("model_cfg", model_cfg, models)
     budget = check_budget(budget_seconds)
     target = select_device(device)
     for model in models:
         _check_model(model, model_cfg.get(model, {}), seeds[0])
-    prebuilt = {(t, seeds[0]): _load_task(t, seeds[0], task_cfg.get(t, {})) for t in task_names}
+    registered = [t for t in task_names if t not in given]
+    prebuilt = {(t, seeds[0]): _load_task(t, seeds[0], task_cfg.get(t, {})) for t in registered}
+    task_cfg |= {name: {"fingerprint": fingerprint(task)} for name, task in given.items()}
     shared = {"budget_seconds": budget, "device": device, "version": _store.package_version()}
     runs = [
         _cell(t, s, m, task_cfg.get(t, {}), model_cfg.get(m, {}), shared)
@@ -308,7 +342,7 @@ def _plan(
         for s in seeds
         for m in models
     ]
-    return _Plan(runs, task_names, target, budget, prebuilt)
+    return _Plan(runs, task_names, target, budget, prebuilt, given)
 
 
 def _check_folder(out: Path) -> Path:
@@ -373,8 +407,10 @@ def _compute(
             bar.set_postfix_str(f"{cell.task} / {cell.model} / seed {cell.seed}")
             if loaded != (cell.task, cell.seed):
                 loaded = (cell.task, cell.seed)
-                task = plan.prebuilt.pop(loaded, None) or _load_task(
-                    cell.task, cell.seed, cell.task_cfg
+                task = (
+                    plan.given.get(cell.task)
+                    or plan.prebuilt.pop(loaded, None)
+                    or _load_task(cell.task, cell.seed, cell.task_cfg)
                 )
             row = run_one(task, cell.model, cell.seed, cell.model_cfg, plan.budget_seconds)
             row |= {
@@ -426,6 +462,7 @@ def run(
     resume: bool = True,
     force: bool = False,
     progress: bool = True,
+    given_tasks: Mapping[str, tasks.Task] | None = None,
 ) -> BenchResult:
     """Run every (task, model, seed) whose configuration ``out``/runs.jsonl lacks or holds as
     failed, then rewrite the outputs from this grid's runs (see the module docstring).
@@ -435,10 +472,14 @@ def run(
     device: "cpu" | "gpu" (ValueError if JAX has no such device). resume=False recomputes
     every run of the grid; the new rows are appended and supersede the stored ones (nothing is
     deleted). force: write into a folder holding a leaderboard or plots but no runs.
+    given_tasks: tasks by name that ``task_names`` may name besides the registry's (e.g.
+    ``tasks.from_arrays``; no settings; the same split for every seed).
     Bad arguments raise ValueError / TypeError before any run; a folder held by another
     process or not the bench's raises BenchError.
     """
-    plan = _plan(task_names, models, seeds, task_cfg, model_cfg, budget_seconds, device)
+    plan = _plan(
+        task_names, models, seeds, task_cfg, model_cfg, budget_seconds, device, given_tasks
+    )
     return _execute(plan, Path(out), "bench", resume, force, progress)
 
 

@@ -5,6 +5,7 @@
     convextx demo [--out DIR] [--quick]
     convextx bench --tasks digits,student_teacher --models convex-fista,simplex-adam \\
                    --seeds 0,1 --device cpu --out DIR
+    convextx bench --data MINE.npz --models convex-fista,simplex-adam --out DIR
     convextx solve --data FILE.npz --kind vector --beta 1e-2 [--loss ...] [--out MODEL.npz]
     convextx predict --model MODEL.npz --data FILE.npz [--out PREDICTIONS.npz]
 
@@ -38,6 +39,11 @@ from convextx._store import BenchError, atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from convextx.tasks import Task
+
+#: the arrays of ``bench --data`` (``convextx.tasks.from_arrays``)
+DATA_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
 
 def _names(kind: str, valid: Callable[[], list[str]]) -> Callable[[str], list[str]]:
@@ -100,7 +106,11 @@ def _named_command(argv: Sequence[str]) -> str | None:
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--out", type=Path, default=Path("convextx-demo"), help="output folder")
     demo.add_argument("--quick", action="store_true", help="fewer training steps (smoke run)")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bars (shown only when stderr is a terminal)",
+    )
     demo.add_argument(
         "--force",
         action="store_true",
@@ -116,8 +126,16 @@ def _bench_arguments(grid: argparse.ArgumentParser) -> None:
     grid.add_argument(
         "--tasks",
         type=_names("tasks", tasks.names),
-        required=True,
+        default=[],
         help=f"comma-separated, from: {','.join(tasks.names())}",
+    )
+    grid.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="your own task: an .npz with X_train (N, n, d), y_train, X_test (N', n, d) and "
+        "y_test (labels of any kind, or float targets), validated as every task "
+        "(convextx.tasks.from_arrays) and named after the file; with or instead of --tasks",
     )
     grid.add_argument(
         "--models",
@@ -149,7 +167,11 @@ def _bench_arguments(grid: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write into an --out holding a leaderboard or plots but no runs.jsonl (rewrites them)",
     )
-    grid.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    grid.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bars (shown only when stderr is a terminal)",
+    )
 
 
 def _solve_arguments(solve: argparse.ArgumentParser) -> None:
@@ -191,6 +213,11 @@ def _predict_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only in a terminal (a log gets no escape codes) and without --no-progress."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _demo(args: argparse.Namespace) -> None:
     from convextx import bench, report
 
@@ -198,7 +225,7 @@ def _demo(args: argparse.Namespace) -> None:
         f"convextx demo: digits (8 row tokens of 8 pixels, 10 classes), beta={bench.DEMO_BETA}, "
         f"models {', '.join(bench.DEMO_MODELS)}{' (quick)' if args.quick else ''}"
     )
-    result = bench.demo(args.out, quick=args.quick, progress=not args.no_progress, force=args.force)
+    result = bench.demo(args.out, quick=args.quick, progress=_progress(args), force=args.force)
     print()
     print(report.table(result.rows))
     print(
@@ -210,11 +237,25 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"\nwrote {', '.join(str(f) for f in result.files)}")
 
 
+def _data_task(path: Path) -> Task:
+    """The task of the user's arrays ``DATA_KEYS`` in the .npz ``path``, named after the file."""
+    from convextx import tasks
+
+    arrays = _load_npz(path, DATA_KEYS)
+    try:
+        return tasks.from_arrays(*arrays, name=path.stem)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"--data {path}: {error}") from None
+
+
 def _bench(args: argparse.Namespace) -> None:
     from convextx import bench
 
+    if not args.tasks and args.data is None:
+        raise ValueError("give --tasks, --data or both")
+    given = {} if args.data is None else {args.data.stem: _data_task(args.data)}
     result = bench.run(
-        args.tasks,
+        [*args.tasks, *given],
         args.models,
         args.seeds,
         args.out,
@@ -224,7 +265,8 @@ def _bench(args: argparse.Namespace) -> None:
         device=args.device,
         resume=not args.fresh,
         force=args.force,
-        progress=not args.no_progress,
+        progress=_progress(args),
+        given_tasks=given,
     )
     print(f"{result.ran} runs computed, {result.skipped} found in {args.out / bench.RUNS_FILE}")
     if result.retried:
