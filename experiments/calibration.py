@@ -98,11 +98,15 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def split(task: cx.tasks.Task, val_fraction: float, seed: int):
-    """(the task with its train split cut to the fitting part, X_val, y_val)."""
+    """(the task with its train split (features, targets, tokens) cut to the fitting part,
+    X_val, y_val)."""
     order = np.random.default_rng(seed).permutation(task.n_train)
     n_val = round(val_fraction * task.n_train)
     val, keep = order[:n_val], order[n_val:]
-    fit_task = dataclasses.replace(task, X_train=task.X_train[keep], y_train=task.y_train[keep])
+    tokens = None if task.tokens_train is None else task.tokens_train[keep]
+    fit_task = dataclasses.replace(
+        task, X_train=task.X_train[keep], y_train=task.y_train[keep], tokens_train=tokens
+    )
     return fit_task, task.X_train[val], task.y_train[val]
 
 

@@ -93,9 +93,13 @@ def model_settings(model: str, cfg: dict[str, Any], seed: int) -> dict[str, Any]
 
 
 def subset(task: cx.tasks.Task, order: np.ndarray, size: int) -> cx.tasks.Task:
-    """The task with its train split cut to the samples ``order[:size]`` (test split kept)."""
+    """The task with its train split (features, targets and tokens, if any) cut to the samples
+    ``order[:size]``; the test split is kept."""
     keep = order[:size]
-    return dataclasses.replace(task, X_train=task.X_train[keep], y_train=task.y_train[keep])
+    tokens = None if task.tokens_train is None else task.tokens_train[keep]
+    return dataclasses.replace(
+        task, X_train=task.X_train[keep], y_train=task.y_train[keep], tokens_train=tokens
+    )
 
 
 def train_one(task: cx.tasks.Task, model: str, cfg: dict[str, Any], seed: int, size: int):
