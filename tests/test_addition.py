@@ -1,5 +1,9 @@
 """The addition task: shapes, determinism, lengths and queries, every label recomputed by Python
-integer addition from the tokens, and argument errors."""
+integer addition from the tokens, and argument errors; a smoke run of
+experiments.length_generalization."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +112,34 @@ def test_sum_digits_is_schoolbook_addition():
 def test_bad_arguments_raise(settings, error, match):
     with pytest.raises(error, match=match):
         tasks.load("addition", **{**SMALL, **settings})
+
+
+def test_length_generalization_experiment_quick(tmp_path):
+    """experiments.length_generalization end to end at its tiny size: every (task, model) unit,
+    accuracies at every trained and longer length, per-length test accuracies that average back
+    to the model's own test accuracy, and a resume that refits nothing."""
+    from experiments import length_generalization as experiment
+
+    path = tmp_path / "lg.json"
+    results = experiment.main(["--quick", "--out", str(path), "--no-progress"])
+    data = json.loads(path.read_text())
+    assert Path(results["plot"]).exists() and data["skipped"] == {}
+    expected = {(t, m) for t in experiment.TASKS for m in ("majority", "convex-fista",
+                                                            "softmax-transformer")}  # fmt: skip
+    assert {(r["task"], r["model"]) for r in data["records"]} == expected
+    longest = {"parity": (3, 5), "addition": (2, 3)}  # (L_train, L_test) of the quick size
+    for r in data["records"]:
+        trained, top = longest[r["task"]]
+        acc = {int(k): v for k, v in r["accuracy_by_length"].items()}
+        assert sorted(acc) == list(range(1, top + 1)) and r["train_lengths"] == list(
+            range(1, trained + 1)
+        )
+        assert all(0.0 <= v <= 1.0 for v in acc.values())
+        if r["model"] != "majority":
+            longer = [length for length in acc if length > trained]
+            count = {int(k): v for k, v in r["count_by_length"].items()}
+            mean = sum(acc[k] * count[k] for k in longer) / sum(count[k] for k in longer)
+            assert mean == pytest.approx(r["test_accuracy"], abs=1e-12)
+        assert "*" in data["summary"][r["task"]]["table"]
+    again = experiment.main(["--quick", "--out", str(path), "--no-progress", "--resume"])
+    assert [r["seconds"] for r in again["records"]] == [r["seconds"] for r in data["records"]]

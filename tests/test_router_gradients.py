@@ -5,11 +5,14 @@ and argument checks.
 Unbiasedness is judged by z-scores: with M independent estimates of each coordinate, mean and
 standard error s / sqrt(M), |mean - exact| / SE must stay below a Bonferroni bound (family-wise
 error 1e-4 over the coordinates of a case), and an estimator that is known to be biased must be
-flagged by the same bound (so the check can fail).
+flagged by the same bound (so the check can fail). Last, a smoke run of
+experiments.router_gradients.
 """
 
 import functools
+import json
 import math
+from pathlib import Path
 from statistics import NormalDist
 
 import jax
@@ -229,3 +232,30 @@ def test_gumbel_softmax_st_is_one_hot_with_the_softmax_marginal():
 def test_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_router_gradients_experiment_quick(tmp_path):
+    """experiments.router_gradients end to end at its tiny size: every part has its units, the
+    moments are consistent (MSE = variance + |bias|^2), the MoE runs train, and a resume redoes
+    nothing."""
+    from experiments import router_gradients as experiment
+
+    path = tmp_path / "rg.json"
+    results = experiment.main(["--quick", "--out", str(path), "--no-progress"])
+    data = json.loads(path.read_text())
+    assert Path(results["plot"]).exists()
+    records = data["records"]
+    assert {experiment.unit_key(r) for r in records} == set(experiment.units(data["config"]))
+    for r in records:
+        if r["part"] == "moe_training":
+            assert r["status"] == "completed" and np.isfinite(r["test_loss"])
+            assert r["evaluations_per_step"] == (1 if r["router"] == "topk" else 2)
+        else:
+            assert r["mse"] == pytest.approx(r["variance"] + r["bias_norm"] ** 2, rel=1e-9)
+            assert r["relative_mse"] == pytest.approx(r["mse"] / r["exact_norm"] ** 2, rel=1e-9)
+    again = experiment.main(["--quick", "--out", str(path), "--no-progress", "--resume"])
+
+    def timing(r):
+        return r.get("seconds", r.get("train_seconds"))
+
+    assert [timing(r) for r in again["records"]] == [timing(r) for r in records]
