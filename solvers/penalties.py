@@ -259,6 +259,40 @@ class StochasticGauge(Penalty):
         return StochasticGauge(beta, self.max_newton_steps)
 
 
+# NuclearNorm.prox in float64 uses the Gram eigendecomposition of each block's narrow side while
+# the largest singular value is at most GRAM_RATIO times the threshold. With the eigenvectors W
+# of V^T V, the singular values are the column norms of V W (exact to about eps |V|_2, as an
+# SVD's: no squaring), and the prox is V W diag(max(1 - t / s, 0)) W^T; its error relative to
+# |V|_2 is about eps s_max / t <= eps GRAM_RATIO (2e-10 here). Beyond it, a full SVD. On 2 CPU
+# cores the eigendecomposition is 4-13x faster than an SVD for blocks of (495, 264) to (1771, 616).
+GRAM_RATIO = 1e6
+
+
+def _svd_shrink(v: Array, threshold: Array) -> Array:
+    """Singular-value soft-thresholding of v (..., R, K) by a thin SVD."""
+    u, s, wt = jnp.linalg.svd(v, full_matrices=False)
+    return jnp.matmul(u * jnp.maximum(s - threshold, 0.0)[..., None, :], wt)
+
+
+def _gram_shrink(v: Array, threshold: Array) -> Array:
+    """Singular-value soft-thresholding of v (..., R, K) through the eigenvectors of the Gram
+    matrix of its narrow side (see GRAM_RATIO), or by SVD where that is not accurate."""
+    tall = v.shape[-2] >= v.shape[-1]
+    w = v if tall else jnp.swapaxes(v, -1, -2)
+    _, vectors = jnp.linalg.eigh(jnp.swapaxes(w, -1, -2) @ w)
+    projected = w @ vectors  # (..., R, K): columns u_k s_k
+    s = jnp.linalg.norm(projected, axis=-2)
+
+    def by_gram(_):
+        keep = s > threshold
+        factor = jnp.where(keep, 1.0 - threshold / jnp.where(keep, s, 1.0), 0.0)
+        x = (projected * factor[..., None, :]) @ jnp.swapaxes(vectors, -1, -2)
+        return x if tall else jnp.swapaxes(x, -1, -2)
+
+    accurate = jnp.max(s) <= GRAM_RATIO * threshold
+    return jax.lax.cond(accurate, by_gram, lambda _: _svd_shrink(v, threshold), None)
+
+
 @pytree_dataclass(["beta"])
 class NuclearNorm(Penalty):
     """``beta * sum_b |M_b|_*``: the nuclear norm (sum of singular values) of each matrix block.
@@ -269,7 +303,9 @@ class NuclearNorm(Penalty):
     spectral norm ``max_b |W_b|_2`` (the largest singular value). The prox is singular-value
     soft-thresholding: with ``V_b = U diag(s) W^T`` (thin SVD, batched over the blocks),
     ``prox(V, step) = U diag(max(s - step * beta, 0)) W^T``. The domain is every matrix, so
-    ``project`` is the identity.
+    ``project`` is the identity. In float64, prox and dual norm go through the eigenvectors of
+    the Gram matrix of each block's narrow side (``GRAM_RATIO``), several times cheaper than an
+    SVD on CPUs; ``value`` always takes exact singular values.
     """
 
     beta: Any
@@ -288,12 +324,16 @@ class NuclearNorm(Penalty):
         return self.beta * jnp.sum(self._singular_values(x))
 
     def prox(self, v: Array, step: Array) -> Array:
-        u, s, wt = jnp.linalg.svd(v, full_matrices=False)
-        shrunk = jnp.maximum(s - step * self.beta, 0.0)
-        return jnp.matmul(u * shrunk[..., None, :], wt)
+        shrink = _gram_shrink if v.dtype == jnp.float64 else _svd_shrink
+        return shrink(v, step * self.beta)
 
     def dual_norm(self, w: Array) -> Array:
-        return jnp.max(self._singular_values(w))
+        if w.dtype != jnp.float64:
+            return jnp.max(self._singular_values(w))
+        narrow = w if w.shape[-2] >= w.shape[-1] else jnp.swapaxes(w, -1, -2)
+        gram = jnp.swapaxes(narrow, -1, -2) @ narrow
+        # The largest eigenvalue of a Gram matrix is accurate to rounding (relative).
+        return jnp.sqrt(jnp.maximum(jnp.max(jnp.linalg.eigvalsh(gram)), 0.0))
 
     def project(self, v: Array) -> Array:
         return v

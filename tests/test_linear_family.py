@@ -117,6 +117,36 @@ def test_nuclear_prox_matches_cvxpy(shape):
     assert np.all(np.asarray(penalty.project(jnp.asarray(V))) == V)
 
 
+def _shrink_by_numpy_svd(V, threshold):
+    u, s, wt = np.linalg.svd(V, full_matrices=False)
+    return (u * np.maximum(s - threshold, 0.0)[..., None, :]) @ wt
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300), (3, 60, 25)])
+@pytest.mark.parametrize("spread", [1.0, 1e3, 1e7])  # s_max / threshold: 1e7 > GRAM_RATIO
+def test_float64_gram_prox_is_exact_on_hard_spectra(shape, spread):
+    """The float64 prox (Gram eigenvectors, column-norm singular values) against numpy's SVD:
+    low rank, repeated singular values, values straddling the threshold, and a spread beyond
+    GRAM_RATIO (the SVD fallback)."""
+    rng = np.random.default_rng(4)
+    rows, cols = shape[-2:]
+    k = min(rows, cols)
+    q1 = np.linalg.qr(rng.standard_normal((*shape[:-2], rows, k)))[0]
+    q2 = np.linalg.qr(rng.standard_normal((*shape[:-2], cols, k)))[0]
+    s = np.geomspace(spread, 1e-3, k)
+    s[k // 4 : k // 4 + 5] = s[k // 4]  # a cluster
+    s[k // 2 :] = 0.0  # rank k / 2
+    s[k // 3] = 1.0 + 1e-9  # just above the threshold 1
+    V = (q1 * s[..., None, :]) @ np.swapaxes(q2, -1, -2)
+    penalty = solvers.NuclearNorm(0.5)
+    with jax.enable_x64(True):
+        prox = np.asarray(penalty.prox(jnp.asarray(V), jnp.asarray(2.0)))  # threshold 1
+        dual = float(penalty.dual_norm(jnp.asarray(V)))
+    expected = _shrink_by_numpy_svd(V, 1.0)
+    assert np.max(np.abs(prox - expected)) <= 1e-11 * max(spread, 1.0)
+    assert dual == pytest.approx(np.linalg.svd(V, compute_uv=False).max(), rel=1e-13)
+
+
 def test_nuclear_norm_validates_like_the_other_penalties():
     with pytest.raises(ValueError, match="beta"):
         solvers.NuclearNorm(0.0)
