@@ -11,6 +11,7 @@ from convextx.tasks import Task
 
 # Small settings per task, so the whole file runs in seconds.
 SMALL = {
+    "addition": dict(N_train=60, N_test=40, D_min=1, D_train=3, D_test=6),
     "associative_recall": dict(N_train=60, N_test=40, num_pairs=3, num_keys=5, num_values=4),
     "delayed_copy": dict(N_train=60, N_test=40, length=12, delay=3, num_symbols=4),
     "digits": dict(layout="patches", positions=True),

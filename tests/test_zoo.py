@@ -3,6 +3,7 @@ certified optimum of its own convex program."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -271,3 +272,22 @@ def test_linear_attention_entries_report_certified_excess():
         assert report["objective"] >= report["certified_optimum"] - rtol
         assert excess >= 0 and excess >= report["objective"] - report["certified_optimum"] - rtol
         assert excess >= report["objective"] - optimum - rtol
+
+
+def test_a_stochastic_moe_router_learns_through_the_zoo():
+    """The zoo trains a stochastic router with its estimator's gradient (moe.objective): its
+    weights move from their initialization; a router without that gradient would not."""
+    task = _task()
+    options = {"num_experts": 2, "router": "reinforce_loo", "balance_coef": 0.0, "z_coef": 0.0}
+    cfg = {"width": 8, "steps": 15, "options": options}  # no auxiliary router losses
+    start = zoo.make("moe", **cfg | {"steps": 1}).fit(task).params_
+    trained = zoo.make("moe", **cfg).fit(task).params_
+    first, last = (
+        [
+            np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(p)
+            if "router" in str(path)
+        ]
+        for p in (start, trained)
+    )
+    assert first and any(np.abs(a - b).max() > 1e-6 for a, b in zip(first, last, strict=True))

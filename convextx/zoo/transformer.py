@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from baselines import transformer
+from baselines import moe, transformer
 from baselines.optim import make_optimizer
 from baselines.train import Trainer
 from convextx.tasks import Task
@@ -139,9 +139,9 @@ class TransformerModel(base.Model):
             options=self.optimizer_options,
         )
         trainer = Trainer(
-            transformer.objective(
-                cfg, base.per_sample_loss(task), accuracy=base.integer_targets(task)
-            ),
+            # moe.objective: transformer.objective, or for a stochastic MoE router (options
+            # "router"), the objective that adds that router's gradient estimator.
+            moe.objective(cfg, base.per_sample_loss(task), accuracy=base.integer_targets(task)),
             optimizer,
             penalty=MatrixDecay(self.weight_decay) if self.weight_decay else None,
             batch_size=batch,
