@@ -209,9 +209,8 @@ class Package(Contestant):
         def solve(tol: float) -> tuple[np.ndarray, dict]:
             result = program.solve(method=self.method, tol=tol, max_iter=MAX_ITER, **self.options)
             info = {"iterations": result.iterations, "relative_gap": result.relative_gap}
-            return np.asarray(result.x).reshape(instance.P, instance.d), info | {
-                "status": result.status
-            }
+            info["status"] = result.status
+            return np.asarray(result.x).reshape(instance.P, instance.d), info
 
         return solve
 
