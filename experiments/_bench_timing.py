@@ -54,15 +54,8 @@ def _curve(x: np.ndarray, y: np.ndarray, points: int = 200) -> list[list[float]]
 
 def _solution_fields(problem: solvers.Problem, result: solvers.SolveResult) -> dict:
     norms = np.asarray(problem.penalty.group_norms(result.x))
-    return {
-        "objective": result.objective,
-        "dual": result.dual,
-        "relative_gap": result.relative_gap,
-        "status": result.status,
-        "iterations": result.iterations,
-        "active_groups": int(np.sum(norms > 0)),
-        "groups": int(norms.size),
-    }
+    fields = {k: v for k, v in result.summary().items() if k not in ("seconds", "method")}
+    return fields | {"active_groups": int(np.sum(norms > 0)), "groups": int(norms.size)}
 
 
 def _epsilon_fields(seconds: np.ndarray, rel: np.ndarray, compile_s: float | None) -> dict:

@@ -97,6 +97,40 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Pat
     return _store.write_text(path, json.dumps(to_jsonable(obj), indent=indent) + "\n")
 
 
+def resumed(args: argparse.Namespace, path: str | os.PathLike, cfg: Any, field: str) -> list[Any]:
+    """The entries under ``field`` of the JSON at ``path`` when ``--resume`` is given and that
+    JSON was written with the same ``cfg``; else [] (a fresh run)."""
+    previous = read_json(path) if args.resume else None
+    same = previous is not None and previous.get("config") == to_jsonable(cfg)
+    return list(previous[field]) if same else []
+
+
+def save_progress(
+    path: str | os.PathLike,
+    results: dict[str, Any],
+    records: list[Any],
+    summarize: Callable[[list[Any]], Any],
+) -> None:
+    """Write ``results`` with the summary of the ``records`` so far (after each unit of work)."""
+    results["summary"] = summarize(records)
+    write_json(path, results)
+
+
+def finish(
+    path: str | os.PathLike,
+    results: dict[str, Any],
+    records: list[Any],
+    summarize: Callable[[list[Any]], Any],
+    plot: Callable[[dict[str, Any], Path], Path],
+) -> dict[str, Any]:
+    """The final results: the summary of every record, written, then ``plot(results, path)``
+    beside the JSON; returns them with the plot's path under "plot"."""
+    results = to_jsonable(results | {"summary": summarize(records)})
+    write_json(path, results)
+    results["plot"] = str(plot(results, Path(path)))
+    return results
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON at ``path``, or None if there is none."""
     path = Path(path)

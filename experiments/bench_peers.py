@@ -197,14 +197,7 @@ def reference(program: ConvexProgram, time_limit: float = REFERENCE_SECONDS) -> 
     result = program.solve(
         method="fista", tol=REFERENCE_TOL, max_iter=10_000_000, polish=True, time_limit=time_limit
     )
-    return {
-        "objective": result.objective,
-        "dual": result.dual,
-        "relative_gap": result.relative_gap,
-        "status": result.status,
-        "iterations": result.iterations,
-        "seconds": result.seconds,
-    }
+    return {k: v for k, v in result.summary().items() if k != "method"}
 
 
 # -------------------------------------------------------------------------- processes

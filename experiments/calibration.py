@@ -263,10 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = config_of(args)
     path = _common.out_path(args, NAME)
     task = cx.tasks.load("digits", seed=0)
-    previous = _common.read_json(path) if args.resume else None
-    done = {}
-    if previous is not None and previous.get("config") == _common.to_jsonable(cfg):
-        done = {(r["model"], r["seed"]): r for r in previous["runs"]}
+    done = {(r["model"], r["seed"]): r for r in _common.resumed(args, path, cfg, "runs")}
     result: dict[str, Any] = {"config": cfg, "runs": []}
     for seed in cfg["seeds"]:
         fit_task, X_val, y_val = split(task, cfg["val_fraction"], seed)

@@ -484,10 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     else:
         features = digits_features(cfg, progress)
-    previous = _common.read_json(path) if args.resume else None
-    done = {}
-    if previous is not None and previous.get("config") == _common.to_jsonable(cfg):
-        done = {(r["method"], r["seed"]): r for r in previous["runs"]}
+    done = {(r["method"], r["seed"]): r for r in _common.resumed(args, path, cfg, "runs")}
     N, n, d = features.X_train.shape
     result: dict[str, Any] = {
         "config": cfg,

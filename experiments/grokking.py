@@ -255,11 +255,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "modular", p=cfg["p"], op="div", train_fraction=cfg["train_fraction"], seed=0
     )
     ckpt_root = path.parent / "tmp" / f"{path.stem}_ckpt" / run_key(cfg)
-    previous = _common.read_json(path) if args.resume else None
-    done = {}
-    if previous is not None and previous.get("config") == _common.to_jsonable(cfg):
-        done = {(r["model"], r["seed"]): r for r in previous["runs"]}
-    elif not args.resume and ckpt_root.exists():
+    done = {(r["model"], r["seed"]): r for r in _common.resumed(args, path, cfg, "runs")}
+    if not args.resume and ckpt_root.exists():
         shutil.rmtree(ckpt_root)  # a fresh run starts from scratch
     result: dict[str, Any] = {
         "config": cfg,

@@ -261,9 +261,7 @@ def units(cfg: dict[str, Any]) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_of(args)
     path = _common.out_path(args, NAME)
-    previous = _common.read_json(path) if args.resume else None
-    same = previous is not None and previous.get("config") == _common.to_jsonable(cfg)
-    records: list[dict[str, Any]] = previous["records"] if same else []
+    records: list[dict[str, Any]] = _common.resumed(args, path, cfg, "records")
     done = {(r["task"], r["model"]) for r in records}
     results = {"config": cfg, "records": records, "skipped": skipped(cfg)}
     bar = tqdm([u for u in units(cfg) if u not in done], desc=NAME, disable=args.no_progress)
@@ -271,12 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bar.set_postfix_str(f"{name} {model}")
         unit = majority_unit(name, cfg) if model == "majority" else fit_unit(name, model, cfg)
         records.append(_common.to_jsonable(unit))
-        results["summary"] = summarize(records)
-        _common.write_json(path, results)
-    results = _common.to_jsonable(results | {"summary": summarize(records)})
-    _common.write_json(path, results)
-    results["plot"] = str(plot(results, path))
-    return results
+        _common.save_progress(path, results, records, summarize)
+    return _common.finish(path, results, records, summarize, plot)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -346,9 +346,7 @@ def plot(results: dict[str, Any], path: Any) -> Any:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_of(args)
     path = _common.out_path(args, NAME)
-    previous = _common.read_json(path) if args.resume else None
-    same = previous is not None and previous.get("config") == _common.to_jsonable(cfg)
-    records: list[dict[str, Any]] = previous["records"] if same else []
+    records: list[dict[str, Any]] = _common.resumed(args, path, cfg, "records")
     done = {unit_key(r) for r in records}
     results = {"config": cfg, "records": records}
     bar = tqdm([u for u in units(cfg) if u not in done], desc=NAME, disable=args.no_progress)
@@ -361,12 +359,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             records.append(moe_gradient_unit(a, b, c, cfg))
         else:
             records.append(training_unit(a, b, c, cfg, progress=False))
-        results["summary"] = summarize(records)
-        _common.write_json(path, results)
-    results = _common.to_jsonable(results | {"summary": summarize(records)})
-    _common.write_json(path, results)
-    results["plot"] = str(plot(results, path))
-    return results
+        _common.save_progress(path, results, records, summarize)
+    return _common.finish(path, results, records, summarize, plot)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -186,10 +186,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task = cx.tasks.load("digits", seed=0)
     if max(cfg["sizes"]) > task.n_train:
         raise SystemExit(f"--sizes must be <= {task.n_train} (digits train split)")
-    previous = _common.read_json(path) if args.resume else None
-    done = {}
-    if previous is not None and previous.get("config") == _common.to_jsonable(cfg):
-        done = {(r["model"], r["seed"], r["size"]): r for r in previous["runs"]}
+    stored = _common.resumed(args, path, cfg, "runs")
+    done = {(r["model"], r["seed"], r["size"]): r for r in stored}
     result: dict[str, Any] = {
         "config": cfg,
         "data": {"N_train": task.n_train, "N_test": task.n_test, "classes": task.num_classes},

@@ -245,9 +245,7 @@ def _plot_n(ax: Any, rs: list[dict[str, Any]], cfg: dict[str, Any], sweep: str) 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config_of(args)
     path = _common.out_path(args, NAME)
-    previous = _common.read_json(path) if args.resume else None
-    same = previous is not None and previous.get("config") == _common.to_jsonable(cfg)
-    records: list[dict[str, Any]] = previous["records"] if same else []
+    records: list[dict[str, Any]] = _common.resumed(args, path, cfg, "records")
     done = {(r["sweep"], r["kind"], r["N"], r["seed"]) for r in records}
     results = {"config": cfg, "records": records}
     bar = tqdm([u for u in units(cfg) if u not in done], desc=NAME, disable=args.no_progress)
@@ -258,12 +256,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             new = [n_point(kind, N, seed, cfg, sweep)]
         records.extend(new)
-        results["summary"] = summarize(records)
-        _common.write_json(path, results)
-    results = _common.to_jsonable(results | {"summary": summarize(records)})
-    _common.write_json(path, results)
-    results["plot"] = str(plot(results, path))
-    return results
+        _common.save_progress(path, results, records, summarize)
+    return _common.finish(path, results, records, summarize, plot)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

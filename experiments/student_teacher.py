@@ -549,10 +549,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) every unit, writing the JSON after each; then the summary and plots."""
     cfg = config_of(args)
     path = _common.out_path(args, NAME)
-    previous = _common.read_json(path) if args.resume else None
-    units = (
-        previous["units"] if previous and previous.get("config") == _common.to_jsonable(cfg) else []
-    )
+    units = _common.resumed(args, path, cfg, "units")
     done = {u["key"] for u in units}
     todo = [
         (t, p, s)

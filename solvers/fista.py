@@ -373,6 +373,17 @@ def _certified(problem: Problem, state: FistaState) -> tuple[Array, Any]:
     return x, certify(problem, x)
 
 
+def _timeline(rows: list[tuple[int, float, float, float]]) -> dict[str, np.ndarray]:
+    """``SolveResult.timeline`` of the (iteration, objective, gap, seconds) chunk rows."""
+    table = np.array(rows, dtype=float).reshape(-1, 4)
+    return {
+        "iteration": table[:, 0].astype(int),
+        "objective": table[:, 1],
+        "gap": table[:, 2],
+        "seconds": table[:, 3],
+    }
+
+
 def solve_fista(
     problem: Problem,
     *,
@@ -433,9 +444,7 @@ def solve_fista(
     k = int(state.iteration)
     limit = limit or ("max_iter" if k >= max_iter and polished is None else None)
     x, cert = polished if polished is not None else _certified(problem, state)
-    timeline = np.array(rows, dtype=float).reshape(-1, 4)
     lipschitz = float(state.lipschitz) * float(state.scale) ** 2
-    usable = usable_lipschitz(lipschitz, problem.dtype)
     return SolveResult(
         x=x,
         objective=cert.primal,
@@ -447,12 +456,7 @@ def solve_fista(
         history=_history(state),
         method="fista" if polished is None else "fista+newton",
         tol=solver.tol,
-        lipschitz=usable,
+        lipschitz=usable_lipschitz(lipschitz, problem.dtype),
         setup_seconds=began - start,
-        timeline={
-            "iteration": timeline[:, 0].astype(int),
-            "objective": timeline[:, 1],
-            "gap": timeline[:, 2],
-            "seconds": timeline[:, 3],
-        },
+        timeline=_timeline(rows),
     )

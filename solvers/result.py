@@ -58,6 +58,19 @@ class SolveResult:
     def optimal(self) -> bool:
         return self.status == "optimal"
 
+    def summary(self) -> dict[str, Any]:
+        """The scalar fields as a JSON-ready dict: objective, dual, relative_gap, status,
+        iterations, seconds, method."""
+        return {
+            "objective": float(self.objective),
+            "dual": float(self.dual),
+            "relative_gap": float(self.relative_gap),
+            "status": self.status,
+            "iterations": int(self.iterations),
+            "seconds": float(self.seconds),
+            "method": self.method,
+        }
+
     def __repr__(self) -> str:
         return (
             f"SolveResult(status={self.status!r}, objective={self.objective:.10g}, "

@@ -42,6 +42,39 @@ def sum_digits(a: np.ndarray, b: np.ndarray, base: int) -> np.ndarray:
     return out
 
 
+def _samples(
+    rng: np.random.Generator,
+    N_train: int,
+    N_test: int,
+    D_min: int,
+    D_train: int,
+    D_test: int,
+    base: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens (N, D_test + 1), labels (N,), lengths (N,), queries (N,)) of ``addition``'s
+    samples, train first (the encoding of its docstring); lengths and queries read-only."""
+    N, L = N_train + N_test, D_test + 1
+    lengths = np.concatenate(
+        [
+            rng.integers(D_min, D_train + 1, size=N_train),
+            rng.integers(D_train + 1, D_test + 1, size=N_test),
+        ]
+    )
+    queries = rng.integers(0, lengths + 1)  # q in [0, D]
+    for array in (lengths, queries):
+        array.flags.writeable = False  # metadata views of a frozen task
+    digits = np.arange(D_test) < lengths[:, None]  # (N, D_test): positions holding digits
+    a = rng.integers(base, size=(N, D_test)) * digits
+    b = rng.integers(base, size=(N, D_test)) * digits
+    rows = np.arange(N)
+    labels = sum_digits(a, b, base)[rows, queries]
+    pad, marked_offset = 2 * base**2, base**2
+    tokens = np.full((N, L), pad, dtype=np.int64)
+    tokens[:, :D_test] = np.where(digits, base * a + b, pad)
+    tokens[rows, queries] += np.where(queries < lengths, marked_offset, 1)  # pad + 1: marked pad
+    return tokens, labels, lengths, queries
+
+
 def addition(
     *,
     N_train: int = 512,
@@ -80,25 +113,10 @@ def addition(
             f"need D_min <= D_train < D_test, got D_min={D_min}, D_train={D_train}, D_test={D_test}"
         )
     data_rng, embed_rng = _checks.generators(seed, 2)
-    N, L = N_train + N_test, D_test + 1
-    lengths = np.concatenate(
-        [
-            data_rng.integers(D_min, D_train + 1, size=N_train),
-            data_rng.integers(D_train + 1, D_test + 1, size=N_test),
-        ]
+    tokens, labels, lengths, queries = _samples(
+        data_rng, N_train, N_test, D_min, D_train, D_test, base
     )
-    queries = data_rng.integers(0, lengths + 1)  # q in [0, D]
-    for array in (lengths, queries):
-        array.flags.writeable = False  # metadata views of a frozen task
-    digits = np.arange(D_test) < lengths[:, None]  # (N, D_test): positions holding digits
-    a = data_rng.integers(base, size=(N, D_test)) * digits
-    b = data_rng.integers(base, size=(N, D_test)) * digits
-    rows = np.arange(N)
-    labels = sum_digits(a, b, base)[rows, queries]
     pad, marked_offset = 2 * base**2, base**2
-    tokens = np.full((N, L), pad, dtype=np.int64)
-    tokens[:, :D_test] = np.where(digits, base * a + b, pad)
-    tokens[rows, queries] += np.where(queries < lengths, marked_offset, 1)  # pad + 1: marked pad
     lengths_train, lengths_test = _split(lengths, N_train)
     queries_train, queries_test = _split(queries, N_train)
     return token_task(
