@@ -72,11 +72,9 @@ def forward(heads: Mapping[str, Any], X: jax.Array, query: int | None = None) ->
     X = jnp.asarray(X)
     query = heads_query(heads, query)
     check_heads(heads, X, query)
-    A, V = jnp.asarray(heads["A"], X.dtype), jnp.asarray(heads["V"], X.dtype)
-    xq = X[:, query]
-    scores = jnp.einsum("ia,hab,ijb->ihj", xq, A, X) / X.shape[1]  # (N, h, n)
+    scores = _scores(heads, X, query)  # (N, h, n)
     mixed = jnp.einsum("ihj,ijd->ihd", scores, X)  # (N, h, d)
-    return jnp.einsum("ihd,hdc->ic", mixed, V)
+    return jnp.einsum("ihd,hdc->ic", mixed, jnp.asarray(heads["V"], X.dtype))
 
 
 def attention_scores(heads: Mapping[str, Any], X: jax.Array, query: int | None = None):
@@ -84,8 +82,14 @@ def attention_scores(heads: Mapping[str, Any], X: jax.Array, query: int | None =
     X = jnp.asarray(X)
     query = heads_query(heads, query)
     check_heads(heads, X, query)
-    A = jnp.asarray(heads["A"], X.dtype)
-    return jnp.einsum("ia,hab,ijb->ihj", X[:, query], A, X) / X.shape[1]
+    return _scores(heads, X, query)
+
+
+def _scores(heads: Mapping[str, Any], X: jax.Array, query: int) -> jax.Array:
+    """(N, h, n) scores, contracted query side first: the keys x_q^T A_h (N, h, d), then the
+    tokens, so that no intermediate is larger than (N, h, max(n, d)) whatever the sizes."""
+    keys = jnp.einsum("ia,hab->ihb", X[:, query], jnp.asarray(heads["A"], X.dtype))
+    return jnp.einsum("ihb,ijb->ihj", keys, X) / X.shape[1]
 
 
 def penalty(heads: Mapping[str, Any], beta: Any) -> jax.Array:

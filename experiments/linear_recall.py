@@ -4,7 +4,7 @@ Tasks (``context="pairs"``: a FIXED first layer appends each token's predecessor
 attention layer can match a key stored next to its value):
 
 - ``associative_recall`` with m key-value pairs (length 2 m + 1; keys >= m distinct, 8 values,
-  so chance is 1/8): m = 4, 8, 16, 64, i.e. lengths 9, 17, 33, 129;
+  so chance is 1/8): m = 4, 8, 16, 32, 64, i.e. lengths 9, 17, 33, 65, 129;
 - ``needle`` of length 8, 32 and 128 (8 symbols; chance 1/8).
 
 Models: the convex linear family (P5, certified, ``ConvexAttention`` defaults: tol 1e-6 in
@@ -13,13 +13,20 @@ simplex convex family (P2) and its Adam twin, a 2-layer softmax transformer, GSS
 trained models get a fixed number of steps (``TRAINED_STEPS``) rather than a time budget, so
 that what they reach does not depend on the machine's load, and every run is capped at
 ``--budget`` seconds of wall time (which binds the convex solves too: they stop with status
-"time_limit"). The convex linear program's variable Z is (r_q r_s, r_s c) (see
-``convextx.families.linear``); a program with more than ``--max-entries`` entries is not built
-and is reported as "too large" (at 64 pairs Z is (19099, 2152)), for the Adam twin as well (its heads and
-certificate scale with Z).
+"time_limit"). Two size limits, each reported as "too large" rather than run:
+
+- the convex linear program's variable Z is (r_q r_s, r_s c) (see ``convextx.families.linear``);
+  one of more than ``--max-entries`` entries is not built, for the Adam twin either (its
+  certificate works on Z). At 32 pairs Z is (5499, 1128), 6.2e6 entries; at 128 tokens of
+  needle (2304, 1152), 2.7e6;
+- the Adam twin has as many heads h as Z's largest possible rank (min(r_q r_s, r_s c)), and its
+  full-batch steps hold (N, h, max(n, d)) arrays: it is not trained when that is more than
+  ``--max-twin-entries`` (needle at 128 tokens: h = 1152, 1.3e9 entries, 10 GB in float64).
 
 Reported per (task, length, model): test accuracy, train objective, status, relative gap where
-certified, the certified excess of the Adam twins, steps, wall seconds.
+certified (for the Adam twins: those of the certified solve they are measured against; the
+linear twin's "certificate" names its source), the linear twin's certified excess, steps, wall
+seconds (for the twins, training plus the untimed certificate).
 
     python -m experiments.linear_recall            # under an hour on 2 CPU cores
     python -m experiments.linear_recall --quick    # seconds (tests)
@@ -39,8 +46,7 @@ from convextx.families import linear as linear_family
 from experiments import _common
 
 TRAINED_STEPS = 4000
-# The twin's default heads (the largest possible rank, up to r_s c) and its certificate scale with
-# the program's variable Z, so both linear models share the size limit.
+# The models under the size limits (module docstring).
 LINEAR_MODELS = ("convex-linear", "linear-adam")
 TRANSFORMER = {"width": 64, "depth": 2, "heads": 4, "pooling": "last"}
 MODELS: dict[str, dict[str, Any]] = {
@@ -58,7 +64,7 @@ SIZES = {
         models=["convex-linear", "linear-adam"],
     ),
     "default": dict(
-        grid=[("associative_recall", m) for m in (4, 8, 16, 64)]
+        grid=[("associative_recall", m) for m in (4, 8, 16, 32, 64)]
         + [("needle", L) for L in (8, 32, 128)],
         N_train=4096, N_test=1024, steps=TRAINED_STEPS, budget=90.0, models=list(MODELS),
     ),
@@ -73,13 +79,23 @@ def task_settings(task: str, size: int, N_train: int, N_test: int) -> dict[str, 
     return common | {"length": size, "num_symbols": 8}
 
 
-def linear_variable_shape(X: np.ndarray) -> tuple[int, int]:
+def linear_variable_shape(X: np.ndarray, c: int) -> tuple[int, int]:
     """(r_q r_s, r_s c) of the linear family's reduced variable Z on training features X
-    (query = the last token), without building the program."""
+    (N, n, d) with c outputs (query = the last token), without building the program."""
     N, n, d = X.shape
     rq = linear_family.basis(X[:, -1]).shape[1]
     rs = linear_family.basis(X.reshape(N * n, d)).shape[1]
-    return rq * rs, rs
+    return rq * rs, rs * c
+
+
+def too_large(model: str, X: np.ndarray, shape: tuple[int, int], args: Any) -> bool:
+    """Whether ``model`` is over a size limit (module docstring) on features X (N, n, d)."""
+    if model not in LINEAR_MODELS:
+        return False
+    if shape[0] * shape[1] > args.max_entries:
+        return True
+    N, n, d = X.shape
+    return model == "linear-adam" and N * min(shape) * max(n, d) > args.max_twin_entries
 
 
 def run_cell(task: cx.tasks.Task, model: str, cfg: dict[str, Any], budget: float) -> dict:
@@ -99,6 +115,7 @@ def run_cell(task: cx.tasks.Task, model: str, cfg: dict[str, Any], budget: float
         "status": row["status"],
         "relative_gap": None if gap is None else gap / max(1.0, abs(row["certified_optimum"])),
         "certified_excess": details.get("certified_excess"),
+        "certificate": details.get("certificate"),
         "steps": None if steps is None else int(max(steps)),
         "wall_seconds": row["wall_seconds"],
         "settings": cfg,
@@ -110,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         __doc__.split("\n")[0],
         lambda p: (
             p.add_argument("--budget", type=float, default=None, help="seconds per run"),
-            p.add_argument("--max-entries", type=int, default=2_500_000),
+            p.add_argument("--max-entries", type=int, default=3_000_000),
+            p.add_argument("--max-twin-entries", type=int, default=500_000_000),
         ),
         argv,
     )
@@ -126,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     for task_name, task_size in size["grid"]:
         settings = task_settings(task_name, task_size, size["N_train"], size["N_test"])
         task = cx.tasks.load(task_name, **settings)
-        shape = linear_variable_shape(task.X_train)
+        shape = linear_variable_shape(task.X_train, task.output_dim)
         for model in size["models"]:
             if (task_name, task_size, model) in finished:
                 continue
@@ -134,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = dict(MODELS[model])
             if "steps" in cfg:
                 cfg["steps"] = size["steps"]
-            if model in LINEAR_MODELS and shape[0] * shape[1] > args.max_entries:
+            if too_large(model, task.X_train, shape, args):
                 record = {"model": model, "status": "too large", "variable": shape}
             else:
                 record = run_cell(task, model, cfg, budget)

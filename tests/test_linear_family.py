@@ -391,6 +391,23 @@ def test_twin_forward_penalty_and_matrix():
     )
 
 
+def test_twin_forward_and_its_gradient_never_hold_an_n_by_d_tensor_per_head():
+    """An (N, h, n, d) intermediate would take 1.7e11 bytes (float64) at N = 4096, n = 128, h = 144, d = 274:
+    the largest array the forward or its gradient builds is (N, n, d) or (N, h, max(n, d))."""
+    N, n_, d_, h, c_ = 3, 11, 7, 5, 2  # distinct sizes, so that shapes tell the axes apart
+    X = jnp.zeros((N, n_, d_))
+    params = {"A": jnp.zeros((h, d_, d_)), "V": jnp.zeros((h, d_, c_))}
+    limit = max(N * n_ * d_, N * h * max(n_, d_), h * d_ * d_)
+    for fn in (
+        lambda p: la.forward(p, X),
+        jax.grad(lambda p: jnp.sum(la.forward(p, X) ** 2)),
+        lambda p: la.attention_scores(p, X),
+    ):
+        jaxpr = jax.make_jaxpr(fn)(params).jaxpr
+        sizes = [int(np.prod(v.aval.shape)) for eqn in jaxpr.eqns for v in eqn.outvars]
+        assert max(sizes) <= limit
+
+
 @pytest.mark.slow
 def test_pairs_context_lets_one_linear_attention_layer_recall():
     """The pair feature makes recall one bilinear match: a convex linear-attention fit."""

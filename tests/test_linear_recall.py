@@ -22,3 +22,10 @@ def test_a_program_over_the_size_limit_is_reported_not_built(tmp_path):
     linear_recall.main(["--quick", "--out", str(out), "--max-entries", "10"])
     cells = _common.read_json(out)["cells"]
     assert {c["status"] for c in cells if c["model"] == "convex-linear"} == {"too large"}
+
+
+def test_the_twin_over_its_activation_limit_is_reported_not_trained(tmp_path):
+    out = tmp_path / "recall.json"
+    linear_recall.main(["--quick", "--out", str(out), "--max-twin-entries", "10"])
+    status = {c["model"]: c["status"] for c in _common.read_json(out)["cells"]}
+    assert status == {"convex-linear": "optimal", "linear-adam": "too large"}
