@@ -24,7 +24,16 @@ other configurations (another setting, budget, device or version) are ignored an
 ``BenchResult.ignored``. One process at a time writes a folder (``OUT/.lock``).
 
 After the grid, ``OUT/leaderboard.md``, ``OUT/objective_<task>.png`` (first seed) and
-``OUT/test_metric.png`` are rewritten atomically from the runs of the current grid only.
+``OUT/test_metric.png`` are rewritten atomically from the runs of the current grid only. Each
+row of a classifier holds "test_ece", its test split's expected calibration error
+(``calibration_error``; None for regression), a column of the leaderboard.
+
+A size sweep (``sizes``, ``convextx bench --sizes 64,128,...``) runs every (task, seed, model)
+at each training-set size (``learning_curves.subsample``; "train_size" in the configuration
+and the row), fits every scaling law of ``convextx.scaling`` per (task, model) on the smaller
+sizes and scores its extrapolation at the ``held_out`` largest (``learning_curves.fit_rows``):
+``OUT/scaling.json``, ``OUT/scaling_<task>.png`` and two tables under the leaderboard, which
+(like the other plots) shows the runs at the largest size.
 
 Nothing is deleted, and nothing that the command did not write is overwritten: a bench adds to
 a folder's runs.jsonl but refuses (``BenchError``) a folder holding a leaderboard or plots and
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,14 +62,15 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from convextx import _store, report, tasks, zoo
+from convextx import _store, calibration, learning_curves, report, tasks, zoo
 from convextx._store import BenchError
-from convextx.zoo.base import check_budget
+from convextx.zoo.base import check_budget, json_safe
 
 RUNS_FILE = "runs.jsonl"
 LEADERBOARD_FILE = "leaderboard.md"
 METRIC_PLOT = "test_metric.png"
-PLOT_KINDS = ("objective", "suboptimality")  # per-task plots: <kind>_<task>.png
+SCALING_FILE = "scaling.json"  # the learning curves and their fits of a ``sizes`` grid
+PLOT_KINDS = ("objective", "suboptimality", "scaling")  # per-task plots: <kind>_<task>.png
 DEVICES = ("cpu", "gpu")
 HISTORY_POINTS = 200  # histories are thinned to at most this many points per run
 DISPLAY_SETTINGS = ("progress",)  # model settings that change what is shown, not the result
@@ -73,7 +84,8 @@ class BenchResult:
     """ran: runs computed now; retried: how many of them had a stored "error".  skipped:
     successful runs found in runs.jsonl.  ignored: stored runs of other configurations (not in
     rows).  rows: the grid's runs (latest row per configuration, grid order).  files: what was
-    written."""
+    written.  curves: with ``sizes``, {task: {model: ``learning_curves.fit_curve``}} (also in
+    scaling.json); else None."""
 
     ran: int
     skipped: int
@@ -81,14 +93,17 @@ class BenchResult:
     files: list[Path]
     ignored: int
     retried: int
+    curves: dict[str, dict[str, dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
 class _Run:
-    """One cell of the grid: what to run, its whole configuration and that configuration's key."""
+    """One cell of the grid: what to run (size: the training-set size, None for the whole train
+    split), its whole configuration and that configuration's key."""
 
     task: str
     seed: int
+    size: int | None
     model: str
     task_cfg: dict[str, Any]
     model_cfg: dict[str, Any]
@@ -98,8 +113,9 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Plan:
-    """A checked grid: its runs in (task, seed, model) order, the device, the budget, and the
-    tasks built while checking (by (task, seed), reused by the first runs)."""
+    """A checked grid: its runs in (task, seed, size, model) order, the device, the budget, the
+    tasks built while checking (by (task, seed), reused by the first runs), and for a size sweep
+    the sizes, how many are held out and each task's chance error (``learning_curves``)."""
 
     runs: list[_Run]
     task_names: list[str]
@@ -107,6 +123,9 @@ class _Plan:
     budget_seconds: float | None
     prebuilt: dict[tuple[str, int], tasks.Task]
     given: dict[str, tasks.Task]
+    sizes: list[int] | None
+    held_out: int
+    chance: dict[str, float]
 
 
 def check_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> list[str]:
@@ -159,6 +178,20 @@ def _thin(history: Mapping[str, list[float]], points: int) -> dict[str, list[flo
     return {k: v if keep is None else [v[i] for i in keep] for k, v in history.items()}
 
 
+def calibration_error(model: zoo.Model, task: tasks.Task) -> float | None:
+    """Top-label expected calibration error (``calibration.DEFAULT_BINS`` equal-width bins) of
+    a fitted model's ``predict_proba`` on the test split of ``task``, tokens pooled
+    (probabilities (N, n, K) as (N n, K) against labels (N n,)); None for float targets and for
+    a diverged model or one whose probabilities are not finite."""
+    if not model.integer_targets_ or model.diverged_at_ is not None:
+        return None
+    probs = model.predict_proba(model.inputs(task, "test"))
+    probs = probs.reshape(-1, probs.shape[-1])
+    if not np.isfinite(probs).all():
+        return None
+    return calibration.expected_calibration_error(probs, np.asarray(task.y_test).reshape(-1))
+
+
 def run_one(
     task: tasks.Task,
     model: str,
@@ -167,22 +200,48 @@ def run_one(
     budget_seconds: float | None = None,
 ) -> dict[str, Any]:
     """One run as a runs.jsonl row (without "task_cfg" and the store's fields): the model's
-    report, or an "error" if fitting raised."""
+    report and "test_ece" (``calibration_error``), or an "error" if fitting raised."""
     row: dict[str, Any] = {"task": task.name, "model": model, "seed": seed}
     built = zoo.make(model, **{"seed": seed, **model_cfg})  # bad settings raise here, not logged
     try:
-        report_ = built.fit(task, budget_seconds=budget_seconds).report()
+        fitted = built.fit(task, budget_seconds=budget_seconds)
+        report_ = fitted.report() | {"test_ece": calibration_error(fitted, task)}
     except Exception as error:  # a benchmark records the failed run and goes on
         return row | {"error": f"{type(error).__name__}: {error}", "model_cfg": dict(model_cfg)}
     report_["history"] = _thin(report_["history"], HISTORY_POINTS)
     return row | report_ | {"model_cfg": dict(model_cfg)}
 
 
-def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+def _largest_size(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a size sweep at its largest training-set size, and every failed row."""
+    largest = max(row["train_size"] for row in rows)
+    return [row for row in rows if row["train_size"] == largest or "error" in row]
+
+
+def _write_curves(curves: dict[str, dict[str, dict[str, Any]]], out: Path) -> list[Path]:
+    """scaling.json (``curves``) and scaling_<task>.png (``report.plot_scaling``) per task."""
+    text = json.dumps(json_safe(curves), indent=1) + "\n"
+    files = [_store.write_text(out / SCALING_FILE, text)]
+    for task, models in curves.items():
+        files.append(report.plot_scaling(models, out / f"scaling_{task}.png", task))
+    return files
+
+
+def write_outputs(
+    rows: Sequence[dict[str, Any]],
+    out: Path,
+    curves: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> list[Path]:
     """leaderboard.md, objective_<task>.png and suboptimality_<task>.png (each task's first
     seed; the latter where a run has a certified optimum) and test_metric.png of ``rows`` (the
-    caller chooses them: ``run`` passes the current grid's), each written atomically."""
-    files = [_store.write_text(out / LEADERBOARD_FILE, report.leaderboard(rows))]
+    caller chooses them: ``run`` passes the current grid's), each written atomically. With
+    ``curves`` (a size sweep's: {task: {model: ``learning_curves.fit_curve``}}) these show the
+    runs at the largest training-set size (and every failed run), leaderboard.md gains
+    ``report.scaling_tables``, and scaling.json and scaling_<task>.png are written."""
+    rows = rows if curves is None else _largest_size(rows)
+    board = report.leaderboard(rows)
+    board += "" if curves is None else "\n" + report.scaling_tables(curves)
+    files = [_store.write_text(out / LEADERBOARD_FILE, board)]
     done = [r for r in rows if "error" not in r]
     for task in dict.fromkeys(r["task"] for r in done):
         first = min(r["seed"] for r in done if r["task"] == task)
@@ -193,7 +252,7 @@ def write_outputs(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         files += [suboptimality] if suboptimality is not None else []
     if done:
         files.append(report.plot_metric(done, out / METRIC_PLOT))
-    return files
+    return files + ([] if curves is None else _write_curves(curves, out))
 
 
 def _check_settings(
@@ -293,22 +352,24 @@ def _load_task(name: str, seed: int, settings: Mapping[str, Any]) -> tasks.Task:
 def _cell(
     task: str,
     seed: int,
+    size: int | None,
     model: str,
     task_cfg: dict[str, Any],
     model_cfg: dict[str, Any],
     shared: Mapping[str, Any],
 ) -> _Run:
     """The run of one grid cell, keyed on its whole configuration (``shared``: budget, device,
-    version)."""
+    version; "train_size" only in a size sweep, so the keys of whole-split runs stay)."""
     config = {
         "task": task,
         "task_cfg": task_cfg,
         "model": model,
         "model_cfg": {k: v for k, v in model_cfg.items() if k not in DISPLAY_SETTINGS},
         "seed": seed,
+        **({} if size is None else {"train_size": size}),
         **shared,
     }
-    return _Run(task, seed, model, task_cfg, model_cfg, config, _store.config_key(config))
+    return _Run(task, seed, size, model, task_cfg, model_cfg, config, _store.config_key(config))
 
 
 def _plan(
@@ -320,9 +381,12 @@ def _plan(
     budget_seconds: float | None,
     device: str,
     given_tasks: Mapping[str, tasks.Task] | None = None,
+    sizes: Sequence[int] | None = None,
+    held_out: int = 1,
 ) -> _Plan:
     """Check every argument (see the module docstring) and lay out the grid."""
     given = _check_given(given_tasks)
+    sizes = None if sizes is None else learning_curves.check_sizes(sizes, held_out)
     task_names = check_names("tasks", task_names, [*tasks.names(), *given])
     models = check_names("models", models, zoo.names())
     seeds = check_seeds(seeds)
@@ -334,15 +398,21 @@ def _plan(
         _check_model(model, model_cfg.get(model, {}), seeds[0])
     registered = [t for t in task_names if t not in given]
     prebuilt = {(t, seeds[0]): _load_task(t, seeds[0], task_cfg.get(t, {})) for t in registered}
+    built = {t: prebuilt[(t, seeds[0])] for t in registered} | given
+    if sizes is not None:
+        for task in built.values():
+            learning_curves.check_train_sizes(sizes, task)
+    chance = {name: learning_curves.chance_error(task) for name, task in built.items()}
     task_cfg |= {name: {"fingerprint": fingerprint(task)} for name, task in given.items()}
     shared = {"budget_seconds": budget, "device": device, "version": _store.package_version()}
     runs = [
-        _cell(t, s, m, task_cfg.get(t, {}), model_cfg.get(m, {}), shared)
+        _cell(t, s, n, m, task_cfg.get(t, {}), model_cfg.get(m, {}), shared)
         for t in task_names
         for s in seeds
+        for n in sizes or [None]
         for m in models
     ]
-    return _Plan(runs, task_names, target, budget, prebuilt, given)
+    return _Plan(runs, task_names, target, budget, prebuilt, given, sizes, held_out, chance)
 
 
 def _check_folder(out: Path) -> Path:
@@ -358,7 +428,7 @@ def _check_folder(out: Path) -> Path:
 def _derived_files(out: Path, task_names: Sequence[str]) -> list[Path]:
     """The files a grid over ``task_names`` rewrites in ``out``."""
     plots = [out / f"{kind}_{task}.png" for task in task_names for kind in PLOT_KINDS]
-    return [out / LEADERBOARD_FILE, out / METRIC_PLOT, *plots]
+    return [out / LEADERBOARD_FILE, out / METRIC_PLOT, out / SCALING_FILE, *plots]
 
 
 def _check_owner(
@@ -395,6 +465,20 @@ def _needs_run(stored: dict[str, Any] | None) -> bool:
     return stored is None or "error" in stored
 
 
+def _cell_task(task: tasks.Task, cell: _Run) -> tasks.Task:
+    """What ``cell`` trains on: ``task``, or in a size sweep its ``learning_curves.subsample``
+    at the cell's size (by the cell's seed)."""
+    return task if cell.size is None else learning_curves.subsample(task, cell.size, cell.seed)
+
+
+def _curves(plan: _Plan, rows: list[dict[str, Any]]) -> dict[str, dict[str, dict]] | None:
+    """The learning curves of a size sweep's rows (``learning_curves.fit_rows``); None when
+    ``plan`` has no sizes."""
+    if plan.sizes is None:
+        return None
+    return learning_curves.fit_rows(rows, plan.held_out, plan.chance)
+
+
 def _compute(
     todo: Sequence[_Run], plan: _Plan, path: Path, view: dict, writer: str, progress: bool
 ) -> None:
@@ -404,7 +488,8 @@ def _compute(
     with jax.default_device(plan.device):
         bar = tqdm(todo, desc="bench", unit="run", disable=not progress)
         for cell in bar:
-            bar.set_postfix_str(f"{cell.task} / {cell.model} / seed {cell.seed}")
+            size = "" if cell.size is None else f" / N={cell.size}"
+            bar.set_postfix_str(f"{cell.task} / {cell.model} / seed {cell.seed}{size}")
             if loaded != (cell.task, cell.seed):
                 loaded = (cell.task, cell.seed)
                 task = (
@@ -412,7 +497,9 @@ def _compute(
                     or plan.prebuilt.pop(loaded, None)
                     or _load_task(cell.task, cell.seed, cell.task_cfg)
                 )
-            row = run_one(task, cell.model, cell.seed, cell.model_cfg, plan.budget_seconds)
+            data = _cell_task(task, cell)
+            row = run_one(data, cell.model, cell.seed, cell.model_cfg, plan.budget_seconds)
+            row |= {} if cell.size is None else {"train_size": cell.size}
             row |= {
                 "task_cfg": cell.task_cfg,
                 "config": cell.config,
@@ -438,7 +525,8 @@ def _execute(
         retried = sum("error" in view.get(c.key, {}) for c in todo)
         _compute(todo, plan, path, view, writer, progress)
         rows = [view[cell.key] for cell in plan.runs]
-        files = [path, *write_outputs(rows, out)]
+        curves = _curves(plan, rows)
+        files = [path, *write_outputs(rows, out, curves)]
     return BenchResult(
         ran=len(todo),
         skipped=len(plan.runs) - len(todo),
@@ -446,6 +534,7 @@ def _execute(
         files=files,
         ignored=_other_configurations(stored, {cell.key for cell in plan.runs}),
         retried=retried,
+        curves=curves,
     )
 
 
@@ -463,6 +552,8 @@ def run(
     force: bool = False,
     progress: bool = True,
     given_tasks: Mapping[str, tasks.Task] | None = None,
+    sizes: Sequence[int] | None = None,
+    held_out: int = 1,
 ) -> BenchResult:
     """Run every (task, model, seed) whose configuration ``out``/runs.jsonl lacks or holds as
     failed, then rewrite the outputs from this grid's runs (see the module docstring).
@@ -474,11 +565,26 @@ def run(
     deleted). force: write into a folder holding a leaderboard or plots but no runs.
     given_tasks: tasks by name that ``task_names`` may name besides the registry's (e.g.
     ``tasks.from_arrays``; no settings; the same split for every seed).
+    sizes: a training-set size sweep (``learning_curves``; ints > 0, strictly increasing, at
+    least ``learning_curves.FIT_SIZES_NEEDED`` + held_out of them, each <= every task's train
+    split): every (task, seed, model) runs at each size on ``learning_curves.subsample`` of the
+    train split (the test split whole), and every scaling law is fitted per (task, model) on
+    the smaller sizes and scored at the ``held_out`` largest (``BenchResult.curves``,
+    scaling.json, scaling_<task>.png, the tables in leaderboard.md).
     Bad arguments raise ValueError / TypeError before any run; a folder held by another
     process or not the bench's raises BenchError.
     """
     plan = _plan(
-        task_names, models, seeds, task_cfg, model_cfg, budget_seconds, device, given_tasks
+        task_names,
+        models,
+        seeds,
+        task_cfg,
+        model_cfg,
+        budget_seconds,
+        device,
+        given_tasks,
+        sizes,
+        held_out,
     )
     return _execute(plan, Path(out), "bench", resume, force, progress)
 

@@ -6,6 +6,8 @@
     convextx bench --tasks digits,student_teacher --models convex-fista,simplex-adam \\
                    --seeds 0,1 --device cpu --out DIR
     convextx bench --data MINE.npz --models convex-fista,simplex-adam --out DIR
+    convextx bench --tasks digits --models convex-fista,simplex-adam \\
+                   --sizes 32,64,128,256,512 [--held-out 1] --out DIR
     convextx solve --data FILE.npz --kind vector --beta 1e-2 [--loss ...] [--out MODEL.npz]
     convextx predict --model MODEL.npz --data FILE.npz [--out PREDICTIONS.npz]
 
@@ -70,6 +72,16 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{error} (e.g. --seeds 0,1,2)") from None
 
 
+def _sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated ints (``bench.run`` checks the rest)."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints, e.g. --sizes 64,128,256,512,1024; got {text!r}"
+        ) from None
+
+
 def _settings(text: str) -> dict[str, dict[str, Any]]:
     """An argparse type: JSON {name: {setting: value}}."""
     try:
@@ -121,7 +133,7 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
 
 
 def _bench_arguments(grid: argparse.ArgumentParser) -> None:
-    from convextx import bench, tasks, zoo
+    from convextx import bench, learning_curves, tasks, zoo
 
     grid.add_argument(
         "--tasks",
@@ -147,6 +159,22 @@ def _bench_arguments(grid: argparse.ArgumentParser) -> None:
     grid.add_argument("--device", choices=bench.DEVICES, default="cpu")
     grid.add_argument("--out", type=Path, required=True, help="output folder")
     grid.add_argument("--budget", type=float, default=None, help="seconds per run (fit)")
+    grid.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        help="sweep the training-set size: comma-separated, strictly increasing ints, at least "
+        f"{learning_curves.FIT_SIZES_NEEDED} + --held-out of them (each run trains on the first N of a permutation of the train "
+        "split per seed; the test split is kept); the scaling laws M1-M4 (arXiv 2209.06640) "
+        "are fitted on the smaller sizes and their extrapolation error at the held-out largest "
+        "written to OUT/scaling.json, OUT/scaling_<task>.png and the leaderboard",
+    )
+    grid.add_argument(
+        "--held-out",
+        type=int,
+        default=None,
+        help="with --sizes: how many of the largest sizes the laws extrapolate to (1)",
+    )
     grid.add_argument(
         "--task-cfg", type=_settings, default={}, help='JSON settings per task: {"digits": {...}}'
     )
@@ -253,6 +281,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     if not args.tasks and args.data is None:
         raise ValueError("give --tasks, --data or both")
+    if args.held_out is not None and args.sizes is None:
+        raise ValueError("--held-out needs --sizes (the sizes it holds out)")
     given = {} if args.data is None else {args.data.stem: _data_task(args.data)}
     result = bench.run(
         [*args.tasks, *given],
@@ -267,6 +297,8 @@ def _bench(args: argparse.Namespace) -> None:
         force=args.force,
         progress=_progress(args),
         given_tasks=given,
+        sizes=args.sizes,
+        held_out=1 if args.held_out is None else args.held_out,
     )
     print(f"{result.ran} runs computed, {result.skipped} found in {args.out / bench.RUNS_FILE}")
     if result.retried:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from convextx import learning_curves, scaling
 from convextx._store import atomic_path
 
 
@@ -62,11 +63,13 @@ def leaderboard(rows: Sequence[dict]) -> str:
     excess (the model's own objective minus the certified lower bound, optimum - gap: an upper
     bound on how far that model is from the optimum; for the convex solve, its gap), wall
     time; then the failed runs. Within a task, the best test metric first. A model whose runs
-    took no optimizer step (a budget smaller than its compilation) is flagged "(0 steps)"."""
+    took no optimizer step (a budget smaller than its compilation) is flagged "(0 steps)". The
+    last column, test ECE, is the rows' "test_ece" (top-label expected calibration error of the
+    test split; "-" for regression)."""
     lines = [
         "| task | model | seeds | test metric | train objective | certified optimum | gap "
-        "| certified excess | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| certified excess | wall time (s) | test ECE |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     grouped = groups(rows)
     tasks = list(dict.fromkeys(task for task, _ in grouped))
@@ -87,7 +90,8 @@ def leaderboard(rows: Sequence[dict]) -> str:
                 f"| {_fmt(_mean([r['certified_optimum'] for r in rs]))} "
                 f"| {_fmt(_mean([r['gap'] for r in rs]), '.2g')} "
                 f"| {_fmt(_mean([_excess(r) for r in rs]), '.2g')} "
-                f"| {_fmt(_mean([r['wall_seconds'] for r in rs]), '.3g')} |"
+                f"| {_fmt(_mean([r['wall_seconds'] for r in rs]), '.3g')} "
+                f"| {_fmt(_mean([r.get('test_ece') for r in rs]), '.4f')} |"
             )
     failed = [r for r in rows if "error" in r]
     if failed:
@@ -257,5 +261,104 @@ def plot_metric(rows: Sequence[dict], path: str | Path) -> Path:
         ax.set_ylim(-0.5, len(entries) - 0.5)
         ax.set_title(task)
         ax.set_xlabel(f"test {entries[0][1][0]['metric']}" if entries else "test metric")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+# ------------------------------------------------------------------ learning curves
+
+
+def _mean_errors(curve: dict[str, Any]) -> dict[float, float]:
+    """{size: mean error over the curve's points at that size} (seeds averaged)."""
+    sizes, errors = np.asarray(curve["sizes"]), np.asarray(curve["errors"])
+    return {float(x): float(errors[sizes == x].mean()) for x in np.unique(sizes)}
+
+
+def _span(sizes: Sequence[float]) -> str:
+    """'a' or 'a-b' for a sorted list of sizes."""
+    low, high = f"{sizes[0]:g}", f"{sizes[-1]:g}"
+    return low if low == high else f"{low}-{high}"
+
+
+def _extrapolation_row(task: str, model: str, curve: dict[str, Any]) -> tuple[str, list[str]]:
+    """A row of the extrapolation table for one curve, and a line per fit not made (why)."""
+    names = learning_curves.ESTIMATORS
+    if "error" in curve:
+        row = f"| {task} | {model} | - | - |{' - |' * len(names)}"
+        return row, [f"- {task} / {model}: {curve['error']}"]
+    cells = [_fmt(curve[name].get("extrapolation_rms_log_error"), ".4f") for name in names]
+    failures = [
+        f"- {task} / {model} / {n}: {curve[n]['error']}" for n in names if "error" in curve[n]
+    ]
+    spans = f"{_span(curve['fit_sizes'])} | {_span(curve['held_out_sizes'])}"
+    return f"| {task} | {model} | {spans} | {' | '.join(cells)} |", failures
+
+
+def scaling_tables(curves: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Two Markdown tables of learning curves {task: {model: ``learning_curves.fit_curve``}}:
+    the mean test error per training-set size N, and per estimator the RMS log error of its
+    extrapolation at the held-out sizes; then why any fit was not made."""
+    pairs = [(task, model, curve) for task, row in curves.items() for model, curve in row.items()]
+    sizes = sorted({x for _, _, curve in pairs for x in curve["sizes"]})
+    names = learning_curves.ESTIMATORS
+    lines = [
+        "Test error (1 - test metric) by training-set size N, mean over seeds:",
+        "",
+        f"| task | model | {' | '.join(f'N={x:g}' for x in sizes)} |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
+    for task, model, curve in pairs:
+        means = _mean_errors(curve)
+        lines.append(
+            f"| {task} | {model} | {' | '.join(_fmt(means.get(x), '.4f') for x in sizes)} |"
+        )
+    lines += [
+        "",
+        "Scaling-law extrapolation (arXiv 2209.06640): each law fitted on the smaller sizes; the "
+        "RMS log error of its predicted test error at the held-out larger sizes:",
+        "",
+        f"| task | model | fitted on N | held out N | {' | '.join(names)} |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    failures = []
+    for task, model, curve in pairs:
+        line, failed = _extrapolation_row(task, model, curve)
+        lines.append(line)
+        failures += failed
+    if failures:
+        lines += ["", "Fits not made:", "", *failures]
+    return "\n".join(lines) + "\n"
+
+
+def plot_scaling(curves: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Test error vs training-set size (log-log), one panel per model of ``curves`` ({model:
+    ``learning_curves.fit_curve``}): the measured points (fitted: filled, held out: open), every
+    estimator's law fitted on the filled ones (its extrapolation error in the legend), and a
+    dashed line at the largest fitted size. Writes a PNG at ``path``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (model, curve) in zip(axes[0], curves.items(), strict=True):
+        held = set(curve.get("held_out_sizes", []))
+        for x, e in zip(curve["sizes"], curve["errors"], strict=True):
+            ax.plot(x, e, "o", color="k", mfc="none" if x in held else "k")
+        if "fit_sizes" in curve:
+            grid = np.geomspace(min(curve["sizes"]) / 1.5, max(curve["sizes"]) * 2, 200)
+            for i, name in enumerate(learning_curves.ESTIMATORS):
+                entry = curve[name]
+                if "params" not in entry:
+                    continue
+                predicted = scaling.predict(name, entry["params"], grid, curve["e0"])
+                label = f"{name} (extrap. {entry['extrapolation_rms_log_error']:.3f})"
+                ax.plot(grid, predicted, color=f"C{i}", label=label)
+            ax.axvline(max(curve["fit_sizes"]), color="gray", lw=0.5, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training samples N")
+        ax.set_ylabel("test error")
+        ax.set_title(model, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, plt, path)

@@ -21,8 +21,9 @@ transformer", "gss" and "moe" with ``depth`` layers) is trained on the fitting p
   paper attaches to each layer could not be read here; "probe" is the one that exists for
   layers without a shared head (its CNNs).
 
-The zoo has no common logits method, so ``logits`` reads each model class's raw outputs (the
-outputs its ``predict`` takes the argmax of; checked against ``predict``).
+The logits are each model's ``decision_function`` and the probabilities its ``predict_proba``
+(``convextx.zoo.base.Model``: the outputs its ``predict`` takes the argmax of, and their
+softmax), as in the ECE column of ``convextx bench``.
 
     python -m experiments.calibration            # CPU default, about 3 minutes
     python -m experiments.calibration --quick    # seconds (tests)
@@ -41,14 +42,11 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import softmax
 
 import convextx as cx
-from baselines import heads as heads_module
-from baselines import linear_attention, mlp, transformer
+from baselines import transformer
 from convextx import calibration as cal
 from convextx import zoo
-from convextx.zoo.merged import flatten
 from experiments import _common
 
 NAME = "calibration"
@@ -108,24 +106,6 @@ def split(task: cx.tasks.Task, val_fraction: float, seed: int):
         task, X_train=task.X_train[keep], y_train=task.y_train[keep], tokens_train=tokens
     )
     return fit_task, task.X_train[val], task.y_train[val]
-
-
-def logits(model: zoo.Model, X: np.ndarray) -> np.ndarray:
-    """Raw outputs (N, K) of a fitted zoo classifier on features X (N, n, d)."""
-    X = np.asarray(X)
-    if isinstance(model, zoo.ConvexModel):
-        out = model.estimator_.decision_function(X)
-    elif isinstance(model, zoo.SimplexModel):
-        out = heads_module.forward(model.kind_, model.heads_, jnp.asarray(X))
-    elif isinstance(model, zoo.LinearAttentionModel):
-        out = linear_attention.forward(model.heads_, jnp.asarray(X))
-    elif isinstance(model, zoo.TransformerModel):
-        out = model._apply(model.params_, jnp.asarray(X))
-    elif isinstance(model, zoo.MergedMLPModel):
-        out = mlp.apply(model.params_, flatten(X))
-    else:
-        raise TypeError(f"no logits for zoo model {type(model).__name__}")
-    return np.asarray(out, dtype=np.float64)
 
 
 def layer_features(model: zoo.TransformerModel, X: np.ndarray) -> np.ndarray:
@@ -210,16 +190,14 @@ def evaluate(model_name: str, seed: int, cfg: dict[str, Any], data: tuple) -> di
     if model_name in STACKS:
         settings["depth"] = cfg["depth"]
     model = zoo.make(model_name, **settings).fit(fit_task)
-    z_val, z_test = logits(model, X_val), logits(model, X_test)
-    if not np.array_equal(z_test.argmax(1), np.asarray(model.predict(X_test))):
-        raise AssertionError(f"{model_name}: logits disagree with predict")
+    z_val, z_test = model.decision_function(X_val), model.decision_function(X_test)
     ts = cal.fit_temperature(z_val, y_val)
     entry: dict[str, Any] = {
         "model": model_name,
         "seed": seed,
         "settings": settings,
         "fit_seconds": model.report()["wall_seconds"],
-        "before": metrics(softmax(z_test, axis=1), y_test, cfg["bins"]),
+        "before": metrics(model.predict_proba(X_test), y_test, cfg["bins"]),
         "temperature": ts.temperature,
         "val_nll_before": ts.nll_before,
         "val_nll_after": ts.nll_after,

@@ -20,7 +20,8 @@ CONFIG_FIELDS = {"task", "task_cfg", "model", "model_cfg", "seed", "budget_secon
 
 
 class Fake(base.Model):
-    """Fits nothing, predicts zeros; ``failing`` makes every fit raise, ``calls`` logs fits."""
+    """Fits nothing, outputs zeros (label 0); ``failing`` makes every fit raise, ``calls`` logs
+    fits."""
 
     calls: list = []
     failing = False
@@ -37,10 +38,10 @@ class Fake(base.Model):
         type(self).calls.append((task.name, task.metadata["config"], self.seed, self.beta))
         if type(self).failing:
             raise RuntimeError("boom")
-        self.dtype_ = task.y_train.dtype
 
-    def predict(self, inputs):
-        return np.zeros((len(inputs), *self.target_shape_), self.dtype_)
+    def decision_function(self, inputs):
+        classes = (self.num_classes_,) if self.integer_targets_ else ()
+        return np.zeros((len(inputs), *self.target_shape_, *classes))
 
     def attention_maps(self):
         return {}

@@ -231,7 +231,7 @@ def test_layer_readouts_end_in_the_models_logits():
     X = task.X_test[:20]
     layers = experiment.layer_logits(model, X)
     assert layers.shape == (2, 20, 10)
-    np.testing.assert_allclose(layers[-1], experiment.logits(model, X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(layers[-1], model.decision_function(X), rtol=1e-6, atol=1e-6)
     assert not np.allclose(layers[0], layers[1])
     val, test = experiment.probe_logits(model, task.X_train, task.y_train, [X, X[:5]])
     assert val.shape == (2, 20, 10) and test.shape == (2, 5, 10)

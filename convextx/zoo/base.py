@@ -4,6 +4,8 @@
 
     model = zoo.make(name, **cfg).fit(task, budget_seconds=None)
     model.predict(model.inputs(task, "test"))  # features X (N, n, d) or tokens (N, L)
+    model.decision_function(X)                 # raw outputs: logits (N, ..., K) or predictions
+    model.predict_proba(X)                     # softmax of the logits (integer targets only)
     model.score(task, "test")                  # accuracy (integer targets) or R^2 (float targets)
     model.attention_maps()                     # {name: token weights}
     model.report()                             # one JSON-ready dict (see ``Model.report``)
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy.special import softmax
 from sklearn.metrics import r2_score
 
 from convextx.tasks import Task
@@ -149,7 +152,7 @@ def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
 
 class Model(abc.ABC):
     """A zoo entry. Subclasses store their hyperparameters in ``__init__`` (keyword-only) and
-    implement ``_fit``, ``predict``, ``attention_maps`` and ``_summary``."""
+    implement ``_fit``, ``decision_function``, ``attention_maps`` and ``_summary``."""
 
     #: problem types the model can fit (``Task.problem``)
     problems: tuple[str, ...] = ("regression", "classification", "sequence")
@@ -180,6 +183,7 @@ class Model(abc.ABC):
             )
         self.budget_seconds_ = check_budget(budget_seconds)
         self.integer_targets_ = integer_targets(task)
+        self.num_classes_ = task.num_classes
         self.target_shape_ = task.y_train.shape[1:]
         wall, cpu = time.perf_counter(), time.process_time()
         from solvers import checks
@@ -209,8 +213,28 @@ class Model(abc.ABC):
         return getattr(task, f"X_{split}")
 
     @abc.abstractmethod
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """Raw outputs on ``inputs`` (``self.inputs`` view: X (N, n, d) or tokens (N, L)): for
+        integer targets the logits (N, K) / (N, n, K) over the task's K classes, else the
+        predictions (N, ..., c), which ``predict`` reshapes like y."""
+
     def predict(self, inputs: Any) -> np.ndarray:
-        """Labels (N,) / (N, n) for integer targets, else predictions shaped like y."""
+        """Labels (N,) / (N, n) for integer targets (the argmax of ``decision_function``), else
+        predictions shaped like y."""
+        return self._decode(self.decision_function(inputs))
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """Class probabilities (N, K) / (N, n, K): the softmax of ``decision_function`` over
+        the task's K classes. AttributeError before ``fit``; ValueError for a model fitted to
+        float targets."""
+        if not hasattr(self, "integer_targets_"):
+            raise AttributeError(f"model {self.name!r} is not fitted yet; call fit(task) first")
+        if not self.integer_targets_:
+            raise ValueError(
+                f"predict_proba needs class labels; model {self.name!r} was fitted to float "
+                "targets (a regression task)"
+            )
+        return softmax(np.asarray(self.decision_function(inputs), dtype=np.float64), axis=-1)
 
     def score(self, task: Task, split: str = "test") -> float:
         """Accuracy (integer targets) or R^2 (float targets) on ``split`` of ``task``; nan for a

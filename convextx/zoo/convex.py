@@ -133,9 +133,17 @@ class ConvexModel(base.Model):
         )
         certificates.store(task, est.kind, est.loss_, self.beta, est.dtype, certificate)
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """Labels or predictions for features X (N, n, d)."""
-        return self.estimator_.predict(inputs)
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """Raw outputs for features X (N, n, d): predictions, or logits over the task's K
+        classes (N, K) / (N, n, K), -inf for a class the train split lacks (the program,
+        built on the labels it saw, has no output for it)."""
+        out = np.asarray(self.estimator_.decision_function(inputs))
+        classes = self.estimator_.classes_
+        if classes is None or classes.size == self.num_classes_:
+            return out
+        logits = np.full((*out.shape[:-1], self.num_classes_), -np.inf, dtype=out.dtype)
+        logits[..., classes] = out
+        return logits
 
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{"heads": (h, n) one-hot token weights per recovered head, or (h, n, n) for P4};

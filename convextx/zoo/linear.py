@@ -170,9 +170,9 @@ class LinearAttentionModel(base.Model):
             )
         self.certificate_, self.source_ = solved, source
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """Labels or predictions for features X (N, n, d)."""
-        return self._decode(twin.forward(self.heads_, jnp.asarray(inputs)))
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """The heads' raw outputs (N, c) (logits or predictions) for features X (N, n, d)."""
+        return np.asarray(twin.forward(self.heads_, jnp.asarray(inputs)))
 
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{"query_key": (h, d, d) the heads' query-key matrices} (linear attention has no

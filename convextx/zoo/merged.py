@@ -93,9 +93,9 @@ class MergedMLPModel(base.Model):
             for r in self.endpoints_
         ]
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """Labels (N,) for features X (N, n, d)."""
-        return self._decode(mlp.apply(self.params_, flatten(inputs)))
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """The merged MLP's logits (N, K) for features X (N, n, d)."""
+        return np.asarray(mlp.apply(self.params_, flatten(inputs)))
 
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{}: an MLP has no attention."""

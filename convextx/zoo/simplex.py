@@ -141,9 +141,9 @@ class SimplexModel(base.Model):
         finite = np.isfinite(np.asarray(run, dtype=float)).all()
         self.margin_ = min(run) - self.certificate_.lower_bound if finite else None
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """Labels or predictions for features X (N, n, d)."""
-        return self._decode(heads_module.forward(self.kind_, self.heads_, jnp.asarray(inputs)))
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """The heads' raw outputs (logits or predictions) for features X (N, n, d)."""
+        return np.asarray(heads_module.forward(self.kind_, self.heads_, jnp.asarray(inputs)))
 
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{"heads": (h, n) simplex weights per head, or (h, n, n) for "sequence"}."""

@@ -160,9 +160,10 @@ class TransformerModel(base.Model):
         self.objective_ = result.history["objective"][-1]
         self.maps_inputs_ = inputs[:MAPS_SAMPLES]
 
-    def predict(self, inputs: Any) -> np.ndarray:
-        """Labels or predictions for tokens (N, L) or features (N, L, d) (``input_view``)."""
-        return self._decode(self._apply(self.params_, jnp.asarray(inputs)))
+    def decision_function(self, inputs: Any) -> np.ndarray:
+        """Raw outputs (logits or predictions) for tokens (N, L) or features (N, L, d)
+        (``input_view``)."""
+        return np.asarray(self._apply(self.params_, jnp.asarray(inputs)))
 
     def attention_maps(self) -> dict[str, np.ndarray]:
         """{"layer{i}": (H, L, L)} mixing weights averaged over up to 64 training inputs, for
