@@ -58,6 +58,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "gss": TRANSFORMER | {"steps": TRAINED_STEPS},
     "moe": TRANSFORMER | {"steps": TRAINED_STEPS},
 }
+MODEL_ORDER = {name: i for i, name in enumerate(MODELS)}
 SIZES = {
     "quick": dict(
         grid=[("needle", 4)], N_train=64, N_test=32, steps=20, budget=30.0,
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(key | record | {"variable": shape})
             print(_line(cells[-1]), flush=True)
             _common.write_json(path, {"budget_seconds": budget, "cells": cells})
+    order = {(task, size): i for i, (task, size) in enumerate(size["grid"])}
+    cells.sort(
+        key=lambda c: (order.get((c["task"], c["size"]), len(order)), MODEL_ORDER[c["model"]])
+    )
+    _common.write_json(path, {"budget_seconds": budget, "cells": cells})
     print(table(cells))
 
 

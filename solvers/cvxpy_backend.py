@@ -19,7 +19,6 @@ import time
 import warnings
 from typing import Any
 
-import cvxpy as cp
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,7 +31,6 @@ from solvers.result import SolveResult, single_row
 from solvers.screening import group_operator_norms, zero_screened_groups
 
 CVXPY_SOLVERS = ("CLARABEL", "SCS")
-FAILED = (cp.INFEASIBLE, cp.UNBOUNDED, cp.INFEASIBLE_INACCURATE, cp.UNBOUNDED_INACCURATE)
 
 
 class SolverError(RuntimeError):
@@ -52,7 +50,11 @@ def interior_point(
     problem: Problem, matrix: np.ndarray, tol: float, max_iter: int, solver: str, verbose: bool
 ) -> tuple[np.ndarray, int]:
     """cvxpy's raw solution: (x of problem.shape, solver iterations). cvxpy's own status is
-    not returned: the duality-gap certificate of the projected point decides the status."""
+    not returned: the duality-gap certificate of the projected point decides the status.
+    cvxpy is imported here, not with the package (about 1 s)."""
+    import cvxpy as cp
+
+    failed = (cp.INFEASIBLE, cp.UNBOUNDED, cp.INFEASIBLE_INACCURATE, cp.UNBOUNDED_INACCURATE)
     x = cp.Variable(problem.size)
     loss = problem.loss.cvxpy(matrix @ x, problem.prediction_shape)
     penalty, constraints = problem.penalty.cvxpy(x, problem.shape)
@@ -63,7 +65,7 @@ def interior_point(
             model.solve(solver=solver, verbose=verbose, **_solver_options(solver, tol, max_iter))
     except cp.error.SolverError as err:
         raise SolverError(f"cvxpy/{solver} failed: {err}") from err
-    if x.value is None or model.status in FAILED:
+    if x.value is None or model.status in failed:
         raise SolverError(f"cvxpy/{solver} returned no solution (status {model.status!r})")
     iterations = model.solver_stats.num_iters if model.solver_stats else None
     return np.asarray(x.value).reshape(problem.shape), int(iterations or 0)

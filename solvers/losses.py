@@ -17,9 +17,8 @@ many data sets of the same shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +26,9 @@ from jax.scipy.special import xlogy
 
 from solvers import checks
 from solvers._pytree import pytree_dataclass
+
+if TYPE_CHECKING:  # cvxpy is imported by the cvxpy route only (it costs ~1 s at import)
+    import cvxpy as cp
 
 Array = jax.Array
 
@@ -132,6 +134,8 @@ class SquaredLoss(Loss):
         return _per_sample(0.5 * u**2 / w + u * self.y, None)
 
     def cvxpy(self, pred: cp.Expression, shape: tuple[int, ...]) -> cp.Expression:
+        import cvxpy as cp
+
         residual = cp.square(pred - np.asarray(self.y, dtype=float).ravel())
         if self.weights is None:
             return 0.5 * cp.sum(residual)
@@ -180,6 +184,8 @@ class LogisticLoss(Loss):
         return _per_sample(w * (xlogy(s, s) + xlogy(1.0 - s, 1.0 - s)), None)
 
     def cvxpy(self, pred: cp.Expression, shape: tuple[int, ...]) -> cp.Expression:
+        import cvxpy as cp
+
         terms = cp.logistic(cp.multiply(-np.asarray(self.y), pred))
         w = np.ones(self.num_samples) if self.weights is None else np.asarray(self.weights)
         return cp.sum(cp.multiply(w, terms))
@@ -230,6 +236,8 @@ class SoftmaxCrossEntropy(Loss):
         return _per_sample(w * xlogy(q, q), None)
 
     def cvxpy(self, pred: cp.Expression, shape: tuple[int, ...]) -> cp.Expression:
+        import cvxpy as cp
+
         pred = cp.reshape(pred, shape, order="C")
         onehot = np.eye(shape[1])[np.asarray(self.y)]
         per = cp.log_sum_exp(pred, axis=1) - cp.sum(cp.multiply(onehot, pred), axis=1)

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 
 from solvers import checks
 from solvers._pytree import pytree_dataclass
+
+if TYPE_CHECKING:  # cvxpy is imported by the cvxpy route only (it costs ~1 s at import)
+    import cvxpy as cp
 
 Array = jax.Array
 
@@ -153,6 +154,8 @@ class GroupL2(Penalty):
         return moved.reshape(-1, math.prod(shape[a] for a in axes))
 
     def cvxpy(self, x: cp.Variable, shape: tuple[int, ...]) -> tuple[cp.Expression, list]:
+        import cvxpy as cp
+
         idx = self.group_indices(shape)
         groups = cp.reshape(x[idx.ravel()], idx.shape, order="C")
         norms = cp.abs(groups[:, 0]) if idx.shape[1] == 1 else cp.norm(groups, 2, axis=1)
@@ -247,6 +250,9 @@ class StochasticGauge(Penalty):
         return np.arange(math.prod(shape)).reshape(-1, shape[-2] * shape[-1])
 
     def cvxpy(self, x: cp.Variable, shape: tuple[int, ...]) -> tuple[cp.Expression, list]:
+        import cvxpy as cp
+        import scipy.sparse as sp
+
         blocks = math.prod(shape[:-2])
         rows, cols = shape[-2], shape[-1]
         s = cp.Variable(blocks, nonneg=True)
@@ -345,6 +351,8 @@ class NuclearNorm(Penalty):
         return np.arange(math.prod(shape)).reshape(-1, shape[-2] * shape[-1])
 
     def cvxpy(self, x: cp.Variable, shape: tuple[int, ...]) -> tuple[cp.Expression, list]:
+        import cvxpy as cp
+
         rows, cols = shape[-2], shape[-1]
         idx = self.group_indices(shape)
         norms = [cp.normNuc(cp.reshape(x[block], (rows, cols), order="C")) for block in idx]

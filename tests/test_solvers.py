@@ -387,3 +387,20 @@ def test_an_initial_lipschitz_estimate_skips_the_power_method_and_keeps_the_opti
     assert (solvers.fista._advance_jit._cache_size(), solvers.fista._init_jit._cache_size()) == size
     with pytest.raises(ValueError, match="lipschitz"):
         solvers.solve(problem, lipschitz=-1.0)
+
+
+def test_a_fista_fit_never_imports_cvxpy():
+    """cvxpy (about 1 s to import) is loaded by the cvxpy route only: importing the package
+    and fitting by FISTA leave it out of sys.modules."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import convextx as cx\n"
+        "rng = np.random.default_rng(0)\n"
+        "X, y = rng.standard_normal((20, 3, 2)), rng.standard_normal(20)\n"
+        "cx.ConvexAttention(kind='scalar', solver='fista').fit(X, y)\n"
+        "print('CVXPY', 'cvxpy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "CVXPY False" in done.stdout
