@@ -263,6 +263,24 @@ def test_gated_gates_are_deduplicated_and_reported():
     assert np.unique(D.T, axis=0).shape[0] == 3
 
 
+def test_sampled_gates_and_patterns_match_their_definition():
+    """The compiled draw equals ``sample_gates`` eagerly from ``PRNGKey(seed)`` (every seed
+    of the valid range), and the kept columns of D are the gates' patterns."""
+    from baselines.heads import sample_gates
+    from convextx.families import gated
+
+    for seed in (0, 7, 2**31, 2**32 - 1):
+        drawn = gated.sample(n, d, 5, seed)
+        eager = sample_gates(jax.random.PRNGKey(seed), 5, n, d)
+        np.testing.assert_array_equal(drawn.u1, np.asarray(eager["u1"]))
+        np.testing.assert_array_equal(drawn.u2, np.asarray(eager["u2"]))
+    X, y = make_data("gated", "squared", seed=0)
+    program = cx.convex_program(X, y, "gated", 0.5, gates=12)
+    g = program.gates
+    expected = np.einsum("jk,ikq,jq->ij", g.u1, np.asarray(X, dtype=float), g.u2) >= 0
+    np.testing.assert_array_equal(np.asarray(program.data.D), expected.astype(float))
+
+
 def test_bad_inputs_raise_clear_errors():
     X, y = make_data("vector", "squared")
     Xnan = X.copy()

@@ -20,6 +20,7 @@ patterns D of the training data are computed once, in ``prepare``, and kept in t
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -68,27 +69,43 @@ class Gates:
                 f"X tokens/features {X.shape[1:]} do not match the gates' "
                 f"({self.u1.shape[1]}, {self.u2.shape[1]})"
             )
-        scores = jnp.einsum("jk,ikq,jq->ij", self.u1.astype(X.dtype), X, self.u2.astype(X.dtype))
-        return (scores >= 0).astype(X.dtype)
+        return _patterns(jnp.asarray(self.u1, X.dtype), X, jnp.asarray(self.u2, X.dtype))
 
     def as_heads(self) -> dict[str, np.ndarray]:
         return {"u1": self.u1, "u2": self.u2}
 
 
+@jax.jit
+def _patterns(u1: jax.Array, X: jax.Array, u2: jax.Array) -> jax.Array:
+    """(P, n), (N, n, d), (P, d) -> D (N, P) in X's dtype. One compiled call: a fresh process
+    compiles each eager operation apart (about 45 ms each, too short for the disk cache)."""
+    scores = jnp.einsum("jk,ikq,jq->ij", u1, X, u2)
+    return (scores >= 0).astype(X.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _draw(seed: jax.Array, num: int, n: int, d: int) -> dict[str, jax.Array]:
+    """``sample_gates`` from ``PRNGKey(seed)`` (seed: a uint32 scalar, so that every seed of
+    ``checks.seed`` passes without x64), compiled as one call (see ``_patterns``)."""
+    return sample_gates(jax.random.PRNGKey(seed), num, n, d)
+
+
 def sample(n: int, d: int, num: int, seed: int = 0) -> Gates:
     """``num`` standard-normal gates for tokens (n, d)."""
     num = checks.integer("number of gates", num, 1)
-    drawn = sample_gates(jax.random.PRNGKey(checks.seed("seed", seed)), num, n, d)
+    drawn = _draw(np.uint32(checks.seed("seed", seed)), num, n, d)
     return Gates(np.asarray(drawn["u1"]), np.asarray(drawn["u2"]))
 
 
 def deduplicate(gates: Gates, D: jax.Array) -> tuple[Gates, jax.Array]:
     """The gates with distinct patterns in D (N, P) (first occurrence kept, order kept), and
     their columns of D."""
-    _, first = np.unique(np.asarray(D).astype(bool).T, axis=0, return_index=True)
+    host = np.asarray(D)
+    _, first = np.unique(host.astype(bool).T, axis=0, return_index=True)
     keep = np.sort(first)
     removed = gates.num - keep.size + gates.duplicates_removed
-    return Gates(gates.u1[keep], gates.u2[keep], removed), D[:, keep]
+    kept = D if keep.size == gates.num else jnp.asarray(host[:, keep])  # no compiled gather
+    return Gates(gates.u1[keep], gates.u2[keep], removed), kept
 
 
 def resolve(gates: Any, n: int, d: int, seed: int) -> Gates:
