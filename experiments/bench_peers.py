@@ -100,7 +100,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from experiments import _common
+from experiments import _common, _peers_report
 from experiments._peers import (
     ADELIE_DEFAULT,
     ADELIE_SETUP,
@@ -700,6 +700,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(table(label, data["sizes"][label]), flush=True)
     data["machine"]["load_average_end"] = list(os.getloadavg())
     _common.write_json(out, data)
+    _peers_report.write(data, out)  # bench_peers.md and bench_peers.png beside the JSON
     print("\nTargets over the sizes run:")
     for key, verdict in data["targets"].items():
         print(f"  {key}: {verdict}")

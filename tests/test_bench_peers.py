@@ -195,3 +195,13 @@ def test_quick_benchmark_end_to_end(tmp_path):
     size = data["sizes"]["2e3"]
     assert size["reference"]["relative_gap"] <= 1e-10
     assert size["best"]["fista"]["warm"]["1e-06"]["subopt"] <= 1e-6
+    md = out.with_suffix(".md").read_text()
+    fastest = size["best"]["fista"]["warm"]["1e-06"]
+    header = next(line for line in md.splitlines() if line.startswith("| contestant"))
+    row = next(line for line in md.splitlines() if line.startswith("| fista | warm |"))
+    column = [c.strip() for c in header.split("|")].index("<= 1e-06")
+    cell = [c.strip() for c in row.split("|")][column]
+    assert cell == f"{fastest['median_s']:.3g} s (tol {fastest['tol']:.0e})"
+    assert out.with_suffix(".png").stat().st_size > 0
+    for key, verdict in data["targets"].items():
+        assert f"- {key}: **{verdict}**" in md

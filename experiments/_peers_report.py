@@ -1,0 +1,132 @@
+"""The Markdown table and the plot of a ``bench_peers`` result (its JSON, as written).
+
+``markdown(data)``: one table per size, a row per (contestant, mode), the fastest median time
+to each true relative suboptimality (with the tol that reached it), then the targets' verdicts.
+``plot(data, path)``: one panel per size, the seconds to the target accuracy (1e-6) of every
+contestant, warm and cold, on a log axis. ``write(data, json_path)`` writes both beside the
+JSON (``.md`` and ``.png``), atomically. It also rebuilds them from a JSON already written::
+
+    python -m experiments._peers_report experiments/results/bench_peers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from convextx import _store
+from experiments import _common
+
+TARGET = "1e-06"
+MODE_STYLE = {  # mode -> (label, hatch)
+    "warm": ("warm", ""),
+    "cold": ("cold", "//"),
+    "cold_first": ("cold, first process", "//"),
+    "cold_cached": ("cold, cached compile", ".."),
+}
+
+
+def _cell(entry: dict | None) -> str:
+    """'0.0437 s (tol 1e-03)', or '-' when no run reached the accuracy."""
+    return "-" if entry is None else f"{entry['median_s']:.3g} s (tol {entry['tol']:.0e})"
+
+
+def _verdict(key: str, v: dict) -> str:
+    if "ratio" in v:
+        return f"- {key}: **{v['verdict']}**: peer {v['peer'][0]} / {v['package'][0]} = {v['ratio']:.2f}"
+    if "limit_s" in v:
+        return (
+            f"- {key}: **{v['verdict']}**: cold {v['cold_s']:.3g} s against 1.3 x warm "
+            f"{v['warm_s']:.3g} s + 0.3 s = {v['limit_s']:.3g} s"
+        )
+    return f"- {key}: {v['verdict']}"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The result as Markdown (module docstring)."""
+    machine = data["machine"]
+    lines = [
+        "# bench_peers: seconds to a true relative suboptimality",
+        "",
+        f"Gated-ReLU group lasso (n = 1 token), {data['config'].get('loss', 'squared')} loss, "
+        f"beta = {data['config'].get('beta_ratio')} beta_max; medians of "
+        f"{data['config'].get('repeats')} interleaved repeats; every output re-scored by this "
+        f"package's certificate. Machine: {machine.get('cpu_count')} CPU cores, "
+        f"{machine.get('device')}, jax {machine.get('jax')}, started {machine.get('started')}.",
+    ]
+    if data.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(data["skipped"].values())]
+    for label, result in data["sizes"].items():
+        size, ref = result["size"], result["reference"]
+        epsilons = list(next(iter(next(iter(result["best"].values())).values())))
+        lines += [
+            "",
+            f"## {label}: N = {size['N']}, d = {size['d']}, P = {result['P']} "
+            f"({result['variables']} variables)",
+            "",
+            f"F* = {ref['optimum']:.12g}, within {ref['optimum_bound']:.1e} of the optimum "
+            f"(certified); best peer {ref['best_peer']} at {ref['best_peer_subopt']:.1e}.",
+            "",
+            "| contestant | mode | " + " | ".join(f"<= {e}" for e in epsilons) + " |",
+            "|---|---|" + "---|" * len(epsilons),
+        ]
+        for name, modes in result["best"].items():
+            for mode, cells in modes.items():
+                row = " | ".join(_cell(cells[e]) for e in epsilons)
+                lines.append(f"| {name} | {MODE_STYLE.get(mode, (mode,))[0]} | {row} |")
+        lines += ["", *(_verdict(k, v) for k, v in result["verdicts"].items())]
+    if data.get("targets"):
+        lines += ["", "## Targets over the sizes run", ""]
+        lines += [f"- {key}: **{verdict}**" for key, verdict in data["targets"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: str | Path) -> Path:
+    """Seconds to 1e-6 per contestant and mode, one panel per size (module docstring)."""
+    sizes = data["sizes"]
+    fig, axes = _common.figure(1, max(1, len(sizes)), size=(4.6, 3.6))
+    for ax, (label, result) in zip(axes[0], sizes.items(), strict=False):
+        bars = [
+            (f"{name} ({MODE_STYLE.get(mode, (mode,))[0]})", cells[TARGET]["median_s"], mode)
+            for name, modes in result["best"].items()
+            for mode, cells in modes.items()
+            if cells.get(TARGET)
+        ]
+        for i, (_, seconds, mode) in enumerate(bars):
+            hatch = MODE_STYLE.get(mode, (mode, ""))[1]
+            color = "tab:blue" if mode == "warm" else "tab:orange"
+            ax.barh(i, seconds, color=color, hatch=hatch, edgecolor="k", lw=0.4)
+            ax.text(seconds, i, f" {seconds:.3g}", va="center", fontsize=6)
+        ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=6)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds to 1e-6 true relative suboptimality")
+        ax.set_title(f"{label} variables (N={result['size']['N']}, P={result['P']})", fontsize=8)
+        ax.grid(alpha=0.3, axis="x", which="both")
+    return _common.save_plot(fig, path)
+
+
+def write(data: dict[str, Any], json_path: str | Path) -> tuple[Path, Path]:
+    """``markdown`` and ``plot`` beside ``json_path`` (.md, .png); returns their paths."""
+    json_path = Path(json_path)
+    md = json_path.with_suffix(".md")
+    with _store.atomic_path(md) as temporary:
+        Path(temporary).write_text(markdown(data))
+    return md, plot(data, json_path.with_suffix(".png"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Rebuild bench_peers' Markdown and plot.")
+    parser.add_argument("json", type=Path, help="a bench_peers JSON")
+    args = parser.parse_args(argv)
+    data = _common.read_json(args.json)
+    if data is None:
+        sys.exit(f"no such file: {args.json}")
+    for path in write(data, args.json):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
