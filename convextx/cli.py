@@ -213,14 +213,11 @@ def _solve_arguments(solve: argparse.ArgumentParser) -> None:
     solve.add_argument("--solver", choices=SOLVERS, default="fista")
     solve.add_argument("--tol", type=float, default=None, help="relative duality gap")
     solve.add_argument("--max-iter", type=int, default=10_000)
-    solve.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=".npz for the fitted model (ConvexAttention.save: coef, heads_*, metadata; read "
+    _out_arguments(
+        solve,
+        ".npz for the fitted model (ConvexAttention.save: coef, heads_*, metadata; read "
         "by ConvexAttention.load and convextx predict; .npz is appended to a name without it)",
     )
-    solve.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
 def _predict_arguments(predict: argparse.ArgumentParser) -> None:
@@ -231,14 +228,17 @@ def _predict_arguments(predict: argparse.ArgumentParser) -> None:
         help="a saved model (ConvexAttention.save, convextx solve --out)",
     )
     predict.add_argument("--data", type=Path, required=True, help=".npz holding X (N, n, d)")
-    predict.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=".npz for predictions (and proba, for classifiers; .npz is appended to a name "
+    _out_arguments(
+        predict,
+        ".npz for predictions (and proba, for classifiers; .npz is appended to a name "
         "without it); without --out, only the summary is printed",
     )
-    predict.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+
+def _out_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--out`` (help ``what``) and the ``--force`` that lets it overwrite a file."""
+    parser.add_argument("--out", type=Path, default=None, help=what)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
 
 
 def _progress(args: argparse.Namespace) -> bool:

@@ -131,6 +131,23 @@ def finish(
     return results
 
 
+def run_experiment(
+    argv: list[str] | None,
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    name: str,
+) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """An experiment's ``main`` up to its own printing: float64 on, ``parse(argv)``,
+    ``run(args)`` (a result with a "plot" path), and where the JSON and the plot went."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    args = parse(argv)
+    results = run(args)
+    print(f"wrote {out_path(args, name)} and {results['plot']}")
+    return args, results
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON at ``path``, or None if there is none."""
     path = Path(path)

@@ -31,7 +31,6 @@ import dataclasses
 import time
 from typing import Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -274,10 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    jax.config.update("jax_enable_x64", True)
-    args = parse_args(argv)
-    results = run(args)
-    print(f"wrote {_common.out_path(args, NAME)} and {results['plot']}")
+    args, results = _common.run_experiment(argv, parse_args, run, NAME)
     for name, entry in results["summary"].items():
         print(f"\n{name} (accuracy by length; * longer than trained)\n{entry['table']}")
     return results

@@ -364,10 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    jax.config.update("jax_enable_x64", True)
-    args = parse_args(argv)
-    results = run(args)
-    print(f"wrote {_common.out_path(args, NAME)} and {results['plot']}")
+    args, results = _common.run_experiment(argv, parse_args, run, NAME)
     print(results["summary"])
     return results
 

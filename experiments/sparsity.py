@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -261,10 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    jax.config.update("jax_enable_x64", True)
-    args = parse_args(argv)
-    results = run(args)
-    print(f"wrote {_common.out_path(args, NAME)} and {results['plot']}")
+    args, results = _common.run_experiment(argv, parse_args, run, NAME)
     for kind in args.kinds:
         print(kind, results["summary"].get(kind))
     return results
