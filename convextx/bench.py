@@ -398,11 +398,11 @@ def _plan(
         _check_model(model, model_cfg.get(model, {}), seeds[0])
     registered = [t for t in task_names if t not in given]
     prebuilt = {(t, seeds[0]): _load_task(t, seeds[0], task_cfg.get(t, {})) for t in registered}
-    built = {t: prebuilt[(t, seeds[0])] for t in registered} | given
+    chance: dict[str, float] = {}
     if sizes is not None:
-        for task in built.values():
+        for name, task in ({t: prebuilt[(t, seeds[0])] for t in registered} | given).items():
             learning_curves.check_train_sizes(sizes, task)
-    chance = {name: learning_curves.chance_error(task) for name, task in built.items()}
+            chance[name] = learning_curves.chance_error(task)
     task_cfg |= {name: {"fingerprint": fingerprint(task)} for name, task in given.items()}
     shared = {"budget_seconds": budget, "device": device, "version": _store.package_version()}
     runs = [

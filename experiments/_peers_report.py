@@ -1,7 +1,8 @@
 """The Markdown table and the plot of a ``bench_peers`` result (its JSON, as written).
 
-``markdown(data)``: one table per size, a row per (contestant, mode), the fastest median time
-to each true relative suboptimality (with the tol that reached it), then the targets' verdicts.
+``markdown(data)``: one ``size_section`` per size (a row per (contestant, mode), the fastest
+median time to each true relative suboptimality with the tol that reached it, the size's
+verdicts), then the targets' verdicts over the sizes.
 ``plot(data, path)``: one panel per size, the seconds to the target accuracy (1e-6) of every
 contestant, warm and cold, on a log axis. ``write(data, json_path)`` writes both beside the
 JSON (``.md`` and ``.png``), atomically. It also rebuilds them from a JSON already written::
@@ -44,6 +45,29 @@ def _verdict(key: str, v: dict) -> str:
     return f"- {key}: {v['verdict']}"
 
 
+def size_section(label: str, result: dict[str, Any]) -> str:
+    """One size of the result as Markdown: its setting, the table of the fastest runs to each
+    accuracy per (contestant, mode), and its verdicts (also what ``bench_peers`` prints)."""
+    size, ref = result["size"], result["reference"]
+    epsilons = list(next(iter(next(iter(result["best"].values())).values())))
+    lines = [
+        f"## {label}: N = {size['N']}, d = {size['d']}, P = {result['P']} "
+        f"({result['variables']} variables)",
+        "",
+        f"F* = {ref['optimum']:.12g}, within {ref['optimum_bound']:.1e} of the optimum "
+        f"(certified); best peer {ref['best_peer']} at {ref['best_peer_subopt']:.1e}.",
+        "",
+        "| contestant | mode | " + " | ".join(f"<= {e}" for e in epsilons) + " |",
+        "|---|---|" + "---|" * len(epsilons),
+    ]
+    for name, modes in result["best"].items():
+        for mode, cells in modes.items():
+            row = " | ".join(_cell(cells[e]) for e in epsilons)
+            lines.append(f"| {name} | {MODE_STYLE.get(mode, (mode,))[0]} | {row} |")
+    lines += ["", *(_verdict(k, v) for k, v in result["verdicts"].items())]
+    return "\n".join(lines)
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The result as Markdown (module docstring)."""
     machine = data["machine"]
@@ -59,24 +83,7 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(data["skipped"].values())]
     for label, result in data["sizes"].items():
-        size, ref = result["size"], result["reference"]
-        epsilons = list(next(iter(next(iter(result["best"].values())).values())))
-        lines += [
-            "",
-            f"## {label}: N = {size['N']}, d = {size['d']}, P = {result['P']} "
-            f"({result['variables']} variables)",
-            "",
-            f"F* = {ref['optimum']:.12g}, within {ref['optimum_bound']:.1e} of the optimum "
-            f"(certified); best peer {ref['best_peer']} at {ref['best_peer_subopt']:.1e}.",
-            "",
-            "| contestant | mode | " + " | ".join(f"<= {e}" for e in epsilons) + " |",
-            "|---|---|" + "---|" * len(epsilons),
-        ]
-        for name, modes in result["best"].items():
-            for mode, cells in modes.items():
-                row = " | ".join(_cell(cells[e]) for e in epsilons)
-                lines.append(f"| {name} | {MODE_STYLE.get(mode, (mode,))[0]} | {row} |")
-        lines += ["", *(_verdict(k, v) for k, v in result["verdicts"].items())]
+        lines += ["", size_section(label, result)]
     if data.get("targets"):
         lines += ["", "## Targets over the sizes run", ""]
         lines += [f"- {key}: **{verdict}**" for key, verdict in data["targets"].items()]

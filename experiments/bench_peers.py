@@ -575,32 +575,6 @@ def overall(sizes: dict[str, dict]) -> dict[str, str]:
     return out
 
 
-def _cell(entry: dict | None) -> str:
-    return "-" if entry is None else f"{entry['median_s']:.3g}s@{entry['tol']:.0e}"
-
-
-def table(label: str, result: dict) -> str:
-    """The size's fastest runs to each accuracy, one line per contestant and mode."""
-    size, ref = result["size"], result["reference"]
-    lines = [
-        f"\n{label}: N={size['N']} d={size['d']} P={result['P']} ({result['variables']} variables), "
-        f"F*={ref['optimum']:.12g} (within {ref['optimum_bound']:.1e} of the optimum, certified), "
-        f"best peer {ref['best_peer']} at {ref['best_peer_subopt']:.1e}",
-        f"{'contestant':<14}{'mode':<13}" + "".join(f"{f'<= {e:.0e}':>18}" for e in EPSILONS),
-    ]
-    for name, modes in result["best"].items():
-        for mode, cells in modes.items():
-            lines.append(
-                f"{name:<14}{mode:<13}" + "".join(f"{_cell(c):>18}" for c in cells.values())
-            )
-    for key, v in result["verdicts"].items():
-        detail = f" ratio {v['ratio']:.2f}" if "ratio" in v else ""
-        if "limit_s" in v:
-            detail = f" cold {v['cold_s']:.3g}s vs 1.3 x warm {v['warm_s']:.3g}s + 0.3 = {v['limit_s']:.3g}s"
-        lines.append(f"  {key}: {v['verdict']}{detail}")
-    return "\n".join(lines)
-
-
 def run_size(label: str, args: argparse.Namespace, names: Sequence[str], work: Path) -> dict:
     """Build, time and score one size (module docstring)."""
     size = SIZES[label]
@@ -697,7 +671,7 @@ def main(argv: list[str] | None = None) -> dict:
             data["sizes"][label] = run_size(label, args, names, Path(work))
         data["targets"] = overall(data["sizes"])
         _common.write_json(out, data)
-        print(table(label, data["sizes"][label]), flush=True)
+        print("\n" + _peers_report.size_section(label, data["sizes"][label]), flush=True)
     data["machine"]["load_average_end"] = list(os.getloadavg())
     _common.write_json(out, data)
     _peers_report.write(data, out)  # bench_peers.md and bench_peers.png beside the JSON

@@ -83,9 +83,8 @@ def task_settings(task: str, size: int, N_train: int, N_test: int) -> dict[str, 
 def linear_variable_shape(X: np.ndarray, c: int) -> tuple[int, int]:
     """(r_q r_s, r_s c) of the linear family's reduced variable Z on training features X
     (N, n, d) with c outputs (query = the last token), without building the program."""
-    N, n, d = X.shape
-    rq = linear_family.basis(X[:, -1]).shape[1]
-    rs = linear_family.basis(X.reshape(N * n, d)).shape[1]
+    Qq, Qs = linear_family.bases(X, -1)
+    rq, rs = Qq.shape[1], Qs.shape[1]
     return rq * rs, rs * c
 
 

@@ -116,6 +116,13 @@ def basis(rows: np.ndarray) -> np.ndarray:
     return vt[: max(rank, 1)].T
 
 
+def bases(X: np.ndarray, query: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Qq (d, r_q), Qs (d, r_s)): ``basis`` of the query rows X[:, query] and of all the tokens
+    of X (N, n, d), the reduced coordinates of the program's variable Z (r_q r_s, r_s c)."""
+    N, n, d = X.shape
+    return basis(X[:, query]), basis(X.reshape(N * n, d))
+
+
 def linear_data(X: Array, query: int, Qq: np.ndarray, Qs: np.ndarray) -> LinearData:
     n = X.shape[1]
     Y = X @ jnp.asarray(Qs, X.dtype)  # (N, n, r_s)
@@ -174,9 +181,8 @@ class Linear(Family):
     # ------------------------------------------------------------------ data
 
     def prepare(self, X, X_host, options, seed) -> LinearData:
-        N, n, d = X_host.shape
-        query = resolve_query(options["query"], n)
-        Qq, Qs = basis(X_host[:, query]), basis(X_host.reshape(N * n, d))
+        query = resolve_query(options["query"], X_host.shape[1])
+        Qq, Qs = bases(X_host, query)
         return linear_data(X, query, Qq, Qs)
 
     def data_for(self, program: ConvexProgram, X: Array) -> LinearData:

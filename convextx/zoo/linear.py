@@ -42,9 +42,8 @@ def _forward(query: int) -> Callable[[Any, Any], Any]:
 def default_heads(X: np.ndarray, query: int, c: int) -> int:
     """Enough heads for any solution of the convex program: its largest possible rank
     min(r_q r_s, r_s c) (``Linear.twin_heads``), from the ranks of the query rows and tokens."""
-    N, n, d = X.shape
-    rq = linear_family.basis(X[:, query]).shape[1]
-    rs = linear_family.basis(X.reshape(N * n, d)).shape[1]
+    Qq, Qs = linear_family.bases(X, query)
+    rq, rs = Qq.shape[1], Qs.shape[1]
     return max(1, min(rq * rs, rs * c))
 
 
