@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
+from baselines.registry import Key, Layer, LayerConfig, LayerOutput, Params, register_mixer
 
 
 def head_dim(cfg: LayerConfig) -> int:
@@ -63,12 +63,8 @@ def init(key: jax.Array, cfg: LayerConfig) -> Params:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: LayerConfig,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: LayerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """x: (B, L, E) -> (y (B, L, E), {"attention": (B, H, L, L)}). Deterministic: key unused."""
     batch, length, width = x.shape
     dim = head_dim(cfg)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from baselines.attention import dense
-from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
+from baselines.registry import Key, Layer, LayerConfig, LayerOutput, Params, register_ffn
 from solvers import checks
 
 
@@ -40,12 +40,8 @@ def init(key: jax.Array, cfg: LayerConfig) -> Params:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: LayerConfig,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: LayerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """x: (B, L, E) -> (y (B, L, E), {}). Deterministic: key unused."""
     return mlp_apply(params, x), {}
 

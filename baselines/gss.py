@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from baselines.attention import dense
-from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
+from baselines.registry import Key, Layer, LayerConfig, LayerOutput, Params, register_mixer
 from baselines.transformer import layer_norm
 from solvers import checks
 
@@ -137,13 +137,8 @@ def init(key: jax.Array, cfg: LayerConfig) -> Params:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: LayerConfig,
-    *,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: LayerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """GSS on x: (B, L, E) -> (B, L, E) for any L; aux is empty (no extra loss, no metric).
 
     ``key`` and ``train`` are accepted for the registry interface; GSS is deterministic.

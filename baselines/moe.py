@@ -59,7 +59,7 @@ import jax.numpy as jnp
 
 from baselines import router_gradients, transformer
 from baselines.ffn import mlp_apply, mlp_init
-from baselines.registry import Aux, Layer, LayerConfig, Params, register_ffn
+from baselines.registry import Aux, Key, Layer, LayerConfig, LayerOutput, Params, register_ffn
 from solvers import checks
 
 _ROUTER_STD = 0.02  # the router init of flaxformer's MoE layers
@@ -267,13 +267,8 @@ def init(key: jax.Array, cfg: LayerConfig) -> Params:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: LayerConfig,
-    *,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: LayerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """MoE on x: (B, L, E) -> (y (B, L, E), aux) (module docstring). ``key`` is needed only for
     router jitter (``train`` with jitter > 0) and for a stochastic router's draws (``train``)."""
     s = settings(cfg)

@@ -30,6 +30,10 @@ import jax
 
 Params = Any
 Aux = dict[str, Any]
+Key = jax.Array | None
+"""A PRNG key for the layers that draw (dropout-like router noise), ``None`` for the rest."""
+LayerOutput = tuple[jax.Array, Aux]
+"""What every ``apply`` returns: ``(y, aux)``, y (B, L, E) for a layer."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Layer(NamedTuple):
     """A layer as two pure functions: ``init(key, cfg) -> params`` and ``apply(...) -> (y, aux)``."""
 
     init: Callable[[jax.Array, LayerConfig], Params]
-    apply: Callable[..., tuple[jax.Array, Aux]]
+    apply: Callable[..., LayerOutput]
 
 
 MIXERS: dict[str, Layer] = {}

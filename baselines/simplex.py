@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from baselines.attention import causal_mask, init_values, mix
-from baselines.registry import Aux, Layer, LayerConfig, Params, register_mixer
+from baselines.registry import Key, Layer, LayerConfig, LayerOutput, Params, register_mixer
 from solvers import checks
 
 PARAMETERIZATIONS = ("softmax", "projection")
@@ -94,12 +94,8 @@ def mixing_matrices(params: Params, length: int, causal: bool) -> jax.Array:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: LayerConfig,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: LayerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """x: (B, L, E), L <= max_len -> (y (B, L, E), {"attention": (B, H, L, L)}). key unused."""
     batch, length, _ = x.shape
     if length > cfg.max_len:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from baselines import simplex
 from baselines.attention import dense
-from baselines.registry import Aux, Layer, LayerConfig, Params, get_ffn, get_mixer
+from baselines.registry import Aux, Key, Layer, LayerConfig, LayerOutput, Params, get_ffn, get_mixer
 from baselines.train import Objective, SupervisedObjective
 from solvers import checks
 
@@ -215,13 +215,8 @@ def _pool(h: jax.Array, pooling: str) -> jax.Array:
 
 
 def apply(
-    params: Params,
-    x: jax.Array,
-    cfg: TransformerConfig,
-    *,
-    key: jax.Array | None = None,
-    train: bool = False,
-) -> tuple[jax.Array, Aux]:
+    params: Params, x: jax.Array, cfg: TransformerConfig, *, key: Key = None, train: bool = False
+) -> LayerOutput:
     """x: tokens (B, L) or features (B, L, D) -> (out, aux).
 
     out: (B, C) for pooled outputs, (B, L, C) for ``output="token"``.

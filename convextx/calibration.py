@@ -43,6 +43,8 @@ import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp, softmax
 
+from solvers import checks
+
 DEFAULT_BINS = 15
 LOG_T_BOUND = 7.0  # temperatures in [e^-7, e^7] ~ [1e-3, 1e3]
 SIMPLEX_ATOL = 1e-6  # rows of probabilities must sum to 1 within this
@@ -65,21 +67,14 @@ def _labels(labels: Any, num_samples: int, num_classes: int) -> np.ndarray:
 
 def _matrix(name: str, value: Any) -> np.ndarray:
     """A finite real (N, K) float array with N >= 1 and K >= 2."""
-    array = np.asarray(value)
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be real numbers; got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be real numbers; got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, classes); got shape {array.shape}")
-    if array.shape[0] == 0:
+    hint = " (samples, classes)"
+    array = checks.as_array(name, value, hint)
+    if array.ndim == 2 and array.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one sample; got shape {array.shape}")
+    array = checks.real_array(name, array, ndim=2, shape_hint=hint)
     if array.shape[1] < 2:
         raise ValueError(f"{name} must have at least 2 classes (columns); got {array.shape[1]}")
-    array = array.astype(float)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be finite")
-    return array
+    return array.astype(float)
 
 
 def _probabilities(probs: Any) -> np.ndarray:

@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from solvers import checks
+
 ESTIMATORS = ("M1", "M2", "M3", "M4")
 #: parameter names of each estimator, in the order of the fitted vector (log beta is fitted)
 PARAMETERS = {
@@ -125,24 +127,11 @@ def predict(
 # ---------------------------------------------------------------------------- validation
 
 
-def _real_array(name: str, value: Any) -> np.ndarray:
-    """``value`` as a float array of real numbers (ValueError naming ``name`` otherwise)."""
-    array = np.asarray(value)
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be real numbers; got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be real numbers; got dtype {array.dtype}")
-    return array.astype(float)
-
-
 def _positive_array(name: str, value: Any) -> np.ndarray:
-    """``value`` as a non-empty float array of finite entries > 0 (ValueError naming
-    ``name``)."""
-    array = _real_array(name, value)
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    if not np.isfinite(array).all() or (array <= 0).any():
-        raise ValueError(f"{name} must be finite and > 0; got {array.tolist()}")
+    """``value`` as a non-empty float64 array of finite entries > 0 (naming ``name``)."""
+    array = checks.real_array(name, value).astype(float)
+    if (array <= 0).any():
+        raise ValueError(f"{name} must be > 0; got {array.tolist()}")
     return array
 
 
@@ -154,7 +143,7 @@ def _check_curve(
     x = _positive_array("sizes", sizes)
     if x.ndim != 1:
         raise ValueError(f"sizes must be 1-D; got shape {x.shape}")
-    e = _real_array("errors", errors)
+    e = checks.real_array("errors", errors).astype(float)
     if e.ndim != 1 or e.shape != x.shape:
         raise ValueError(f"errors must be 1-D with one entry per size ({x.size}); got {e.shape}")
     if e0 is not None:

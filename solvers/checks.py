@@ -1,7 +1,7 @@
 """Argument checks shared by ``solvers``, ``convextx`` and ``baselines``.
 
 Every check either returns the value in a canonical Python/numpy type or raises a
-``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong range or shape) whose
+``TypeError`` (wrong kind of value; for arrays a ``DtypeError``, which is both) or ``ValueError`` (right kind, wrong range or shape) whose
 message names the argument and says what was expected. Nothing is coerced silently: a bool is
 not a number, a float is not an int, a complex array is not a real one; numpy scalars of the
 right kind are accepted (``np.int64(10)`` is an int, ``np.float32(1e-6)`` a real).
@@ -19,6 +19,14 @@ from typing import Any
 import numpy as np
 
 INT32_MAX = 2**31 - 1  # loop counters of compiled solvers are int32
+
+
+class DtypeError(TypeError, ValueError):
+    """An array of the wrong kind of numbers (bool, complex, strings, objects).
+
+    Both a ``TypeError`` (the kind of value is wrong) and a ``ValueError`` (what numpy raises
+    when it cannot convert an array, and what array validators in scikit-learn raise), so
+    callers catching either see it; ``numpy.exceptions.AxisError`` is built the same way."""
 
 
 def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -105,7 +113,9 @@ def real_array(
     returned as float64; float arrays keep their dtype."""
     array = as_array(name, value, shape_hint)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise TypeError(f"{name} must be a real numeric array{shape_hint}; got dtype {array.dtype}")
+        raise DtypeError(
+            f"{name} must be a real numeric array{shape_hint}; got dtype {array.dtype}"
+        )
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and array.ndim not in tuple(allowed):
         raise ValueError(f"{name} must have {_axes(allowed)}{shape_hint}; got shape {array.shape}")
@@ -120,7 +130,7 @@ def real_array(
 
 def as_array(name: str, value: Any, shape_hint: str = "") -> np.ndarray:
     """``value`` as a numpy array; a ragged nested list is a ValueError naming ``name``, and
-    booleans, complex numbers, strings and objects are TypeErrors."""
+    booleans, complex numbers, strings and objects are ``DtypeError``s."""
     try:
         array = np.asarray(value)
     except ValueError:  # numpy refuses ragged nested sequences
@@ -132,7 +142,7 @@ def as_array(name: str, value: Any, shape_hint: str = "") -> np.ndarray:
             f"{name} must be a rectangular numeric array{shape_hint}; got objects (ragged?)"
         )
     if array.dtype == bool or np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real numbers{shape_hint}; got dtype {array.dtype}")
+        raise DtypeError(f"{name} must be real numbers{shape_hint}; got dtype {array.dtype}")
     return array
 
 
@@ -158,4 +168,4 @@ def _interval(low: Any, high: Any, left: str = "[", right: str = "]") -> str:
 
 def _axes(allowed: Sequence[int]) -> str:
     options = " or ".join(str(a) for a in allowed)
-    return f"{options} axes"
+    return f"{options} {'axis' if tuple(allowed) == (1,) else 'axes'}"
