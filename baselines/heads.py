@@ -45,49 +45,7 @@ from baselines.simplex import PARAMETERIZATIONS, project_rows
 from baselines.train import Objective, SupervisedObjective
 from solvers import checks
 
-KINDS = ("scalar", "vector", "gated", "sequence")
 Heads = dict[str, jax.Array]
-
-
-def _check_gates(kind: str, gates: Heads | None) -> None:
-    checks.choice("kind", kind, KINDS)
-    if (kind == "gated") != (gates is not None):
-        raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
-
-
-def _simplex_name(kind: str) -> str:
-    return "W1" if kind == "sequence" else "w1"
-
-
-_ENTRIES = {
-    "scalar": ("w1", "w2", "a"),
-    "vector": ("w1", "w2", "a"),
-    "gated": ("w1", "w2", "a", "u1", "u2"),
-    "sequence": ("W1", "W2", "a"),
-}
-
-
-def check_heads(kind: str, heads: Heads, X: jax.Array) -> None:
-    """ValueError unless ``heads`` has the entries and shapes of ``kind`` for X (N, n, d)."""
-    checks.choice("kind", kind, KINDS)
-    if X.ndim != 3:
-        raise ValueError(f"X must be (N, n, d), got shape {X.shape}")
-    missing = [name for name in _ENTRIES[kind] if name not in heads]
-    if missing:
-        raise ValueError(f"heads of kind {kind!r} need {missing}, got keys {sorted(heads)}")
-    a = heads["a"]
-    if a.ndim != (2 if kind in ("vector", "gated") else 1):
-        raise ValueError(f"heads['a'] of kind {kind!r} has the wrong ndim: shape {a.shape}")
-    _, n, d = X.shape
-    h = a.shape[0]
-    if kind == "sequence":
-        c = heads["W2"].shape[-1]
-        expected = {"W1": (h, n, n), "W2": (h, d, c)}
-    else:
-        expected = {"w1": (h, n), "w2": (h, d), "u1": (h, n), "u2": (h, d)}
-    for name, shape in expected.items():
-        if name in _ENTRIES[kind] and heads[name].shape != shape:
-            raise ValueError(f"heads[{name!r}] must have shape {shape}, got {heads[name].shape}")
 
 
 def _head_scores(w1: jax.Array, X: jax.Array, w2: jax.Array) -> jax.Array:
@@ -95,33 +53,110 @@ def _head_scores(w1: jax.Array, X: jax.Array, w2: jax.Array) -> jax.Array:
     return jnp.einsum("hn,ind,hd->ih", w1, X, w2)
 
 
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One model of the module table: its entries and their shapes, its map and its penalty.
+
+    name: the kind.  simplex: the simplex entry ("w1" or "W1").  entries: every entry of its
+    heads.  outputs: whether it has c outputs (all but "scalar").  gated: fixed gates u1, u2.
+    """
+
+    name: str
+    simplex: str = "w1"
+    entries: tuple[str, ...] = ("w1", "w2", "a")
+    outputs: bool = True
+    gated: bool = False
+
+    def shapes(self, h: int, n: int, d: int, c: int | None) -> dict[str, tuple[int, ...]]:
+        """The entries' shapes for h heads, n tokens, d features and c outputs."""
+        a = (h, c) if self.outputs else (h,)
+        gates = {"u1": (h, n), "u2": (h, d)} if self.gated else {}
+        return {"w1": (h, n), "w2": (h, d), "a": a, **gates}
+
+    def forward(self, heads: Heads, X: jax.Array) -> jax.Array:
+        scores = _head_scores(heads["w1"], X, heads["w2"])
+        if self.gated:
+            scores = scores * (_head_scores(heads["u1"], X, heads["u2"]) >= 0)
+        return scores @ heads["a"]
+
+    def penalty(self, heads: Heads) -> jax.Array:
+        """The sum of squared norms the module table halves and scales by beta."""
+        a = heads["a"]
+        a_term = jnp.sum(jnp.sum(jnp.abs(a), axis=1) ** 2) if self.outputs else jnp.sum(a**2)
+        return jnp.sum(heads["w2"] ** 2) + a_term
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceArchitecture(Architecture):
+    """The per-token model: row-stochastic W1 (h, n, n), W2 (h, d, c), a (h,)."""
+
+    simplex: str = "W1"
+    entries: tuple[str, ...] = ("W1", "W2", "a")
+
+    def shapes(self, h: int, n: int, d: int, c: int | None) -> dict[str, tuple[int, ...]]:
+        return {"W1": (h, n, n), "W2": (h, d, c), "a": (h,)}
+
+    def forward(self, heads: Heads, X: jax.Array) -> jax.Array:
+        return jnp.einsum("hrk,ikd,hdc,h->irc", heads["W1"], X, heads["W2"], heads["a"])
+
+    def penalty(self, heads: Heads) -> jax.Array:
+        w2 = jnp.sum(jnp.sum(jnp.abs(heads["W2"]), axis=(1, 2)) ** 2)
+        return w2 + jnp.sum(heads["a"] ** 2)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("scalar", outputs=False),
+        Architecture("vector"),
+        Architecture("gated", entries=("w1", "w2", "a", "u1", "u2"), gated=True),
+        SequenceArchitecture("sequence"),
+    )
+}
+KINDS = tuple(ARCHITECTURES)
+
+
+def architecture(kind: str) -> Architecture:
+    """The architecture of ``kind`` (ValueError listing the kinds otherwise)."""
+    return ARCHITECTURES[checks.choice("kind", kind, ARCHITECTURES)]
+
+
+def _check_gates(kind: str, gates: Heads | None) -> None:
+    if architecture(kind).gated != (gates is not None):
+        raise ValueError(f"gates are needed for kind 'gated' and only for it (kind={kind!r})")
+
+
+def check_heads(kind: str, heads: Heads, X: jax.Array) -> None:
+    """ValueError unless ``heads`` has the entries and shapes of ``kind`` for X (N, n, d)."""
+    arch = architecture(kind)
+    if X.ndim != 3:
+        raise ValueError(f"X must be (N, n, d), got shape {X.shape}")
+    missing = [name for name in arch.entries if name not in heads]
+    if missing:
+        raise ValueError(f"heads of kind {kind!r} need {missing}, got keys {sorted(heads)}")
+    a = heads["a"]
+    if a.ndim != len(arch.shapes(1, 1, 1, 1)["a"]):
+        raise ValueError(f"heads['a'] of kind {kind!r} has the wrong ndim: shape {a.shape}")
+    _, n, d = X.shape
+    c = heads["W2"].shape[-1] if "W2" in heads else a.shape[-1] if a.ndim == 2 else None
+    for name, shape in arch.shapes(a.shape[0], n, d, c).items():
+        if name != "a" and heads[name].shape != shape:
+            raise ValueError(f"heads[{name!r}] must have shape {shape}, got {heads[name].shape}")
+
+
 def forward(kind: str, heads: Heads, X: jax.Array) -> jax.Array:
     """f(X_i) for every sample (module table): (N,), (N, c) or (N, n, c)."""
     check_heads(kind, heads, X)
-    if kind == "sequence":
-        return jnp.einsum("hrk,ikd,hdc,h->irc", heads["W1"], X, heads["W2"], heads["a"])
-    scores = _head_scores(heads["w1"], X, heads["w2"])
-    if kind == "gated":
-        scores = scores * (_head_scores(heads["u1"], X, heads["u2"]) >= 0)
-    return scores @ heads["a"]
+    return architecture(kind).forward(heads, X)
 
 
 def penalty(kind: str, heads: Heads, beta: float) -> jax.Array:
     """The weight decay of ``kind`` (module table). Reads only w2 / W2 and a, so it takes heads or
     trainable params alike. beta > 0."""
-    checks.choice("kind", kind, KINDS)
+    arch = architecture(kind)
     if isinstance(beta, numbers.Real):  # a traced (jax) beta is the caller's to check
         checks.positive("beta", beta)
-    a = heads["a"]
-    if kind == "sequence":
-        w2 = jnp.sum(jnp.sum(jnp.abs(heads["W2"]), axis=(1, 2)) ** 2)
-    else:
-        w2 = jnp.sum(heads["w2"] ** 2)
-    if kind in ("vector", "gated"):
-        a_term = jnp.sum(jnp.sum(jnp.abs(a), axis=1) ** 2)
-    else:
-        a_term = jnp.sum(a**2)
-    return beta / 2 * (w2 + a_term)
+    return beta / 2 * arch.penalty(heads)
 
 
 def sample_gates(key: jax.Array, h: int, n: int, d: int) -> Heads:
@@ -141,24 +176,23 @@ def init_params(
 ) -> dict[str, jax.Array]:
     """Trainable params of ``h`` heads: uniform simplex rows (zero logits or stored 1/n),
     w2 / W2 ~ N(0, 1/d), a ~ N(0, 1/h). ``c`` is required for vector / gated / sequence."""
-    checks.choice("kind", kind, KINDS)
+    arch = architecture(kind)
     checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
     h, n, d = (checks.integer(name, v, 1) for name, v in (("h", h), ("n", n), ("d", d)))
-    if kind == "scalar" and c is not None:
-        raise ValueError("c must be None for kind 'scalar' (one output)")
-    if kind != "scalar":
+    if not arch.outputs and c is not None:
+        raise ValueError(f"c must be None for kind {kind!r} (one output)")
+    if arch.outputs:
         if c is None:
             raise ValueError(f"kind {kind!r} needs c, a positive int number of outputs")
         c = checks.integer("c", c, 1)
+    shapes = arch.shapes(h, n, d, c)
+    w2 = "W2" if "W2" in shapes else "w2"
     k_w2, k_a = jax.random.split(key)
-    name = _simplex_name(kind)
-    simplex_shape = (h, n, n) if kind == "sequence" else (h, n)
-    w2_shape = (h, d, c) if kind == "sequence" else (h, d)
-    a_shape = (h,) if kind in ("scalar", "sequence") else (h, c)
     params = {
-        "w2" if kind != "sequence" else "W2": jax.random.normal(k_w2, w2_shape) / math.sqrt(d),
-        "a": jax.random.normal(k_a, a_shape) / math.sqrt(h),
+        w2: jax.random.normal(k_w2, shapes[w2]) / math.sqrt(d),
+        "a": jax.random.normal(k_a, shapes["a"]) / math.sqrt(h),
     }
+    name, simplex_shape = arch.simplex, shapes[arch.simplex]
     dtype = params["a"].dtype
     if parameterization == "softmax":
         params[name + "_logits"] = jnp.zeros(simplex_shape, dtype)
@@ -182,7 +216,7 @@ def to_heads(params: dict[str, jax.Array], kind: str, gates: Heads | None = None
     """The heads (module table) of trainable params; ``gates`` ({"u1", "u2"}) for kind "gated"."""
     _check_gates(kind, gates)
     heads = {k: v for k, v in params.items() if not k.endswith("_logits")}
-    heads[_simplex_name(kind)] = attention_maps(params)
+    heads[architecture(kind).simplex] = attention_maps(params)
     return heads | (gates or {})
 
 
@@ -201,7 +235,7 @@ class WeightDecay:
     beta: float
 
     def __post_init__(self) -> None:
-        checks.choice("kind", self.kind, KINDS)
+        architecture(self.kind)
         object.__setattr__(self, "beta", checks.positive("beta", self.beta))
 
     def __call__(self, params: dict[str, jax.Array]) -> jax.Array:

@@ -106,7 +106,7 @@ class SimplexModel(base.Model):
             h,
             n,
             d,
-            None if kind == "scalar" else c,
+            c if heads_module.architecture(kind).outputs else None,
             self.parameterization,
         )
         rate = self.learning_rate or DEFAULT_LEARNING_RATES.get(self.optimizer, 1.0 / N)
