@@ -37,7 +37,7 @@ from convextx._validation import check_X, check_y
 from convextx.families.base import CLASSIFICATION_LOSSES, LOSSES
 from convextx.programs import METHODS, ConvexProgram, build
 from convextx.recovery import recover_heads
-from solvers import checks
+from solvers import checks, sharding
 
 SOLVERS = METHODS
 DTYPES = ("float64", "float32")
@@ -132,6 +132,9 @@ class ConvexAttention(BaseEstimator):
     warm_start: start from the previous solution (same program shape, solvers fista and
       working_set).  working_set: deprecated alias of solver="working_set".
     seed: random parts of the program (gates).  verbose: print the solve's summary.
+    devices: None (one device), "all" or a count k (the first k of ``jax.devices()``): the
+      training samples are split over them (``solvers.sharding``; N must be a multiple of the
+      count; solvers fista and working_set). Pays on several GPUs, not on one CPU.
 
     Fitted attributes: ``objective_``, ``gap_``, ``status_``, ``n_iter_``, ``solve_result_``,
     ``coef_`` (the convex variable as solved), ``program_``, ``predictor_`` (``Predictor``: what
@@ -163,6 +166,7 @@ class ConvexAttention(BaseEstimator):
         dtype: Any = "float64",
         verbose: bool = False,
         time_limit: float | None = None,
+        devices: int | str | None = None,
     ) -> None:
         self.kind = kind
         self.beta = beta
@@ -180,6 +184,7 @@ class ConvexAttention(BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
         self.time_limit = time_limit
+        self.devices = devices
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -222,6 +227,13 @@ class ConvexAttention(BaseEstimator):
             checks.positive("time_limit", self.time_limit)
         if self.heads is not None:
             checks.integer("heads", self.heads, 1)
+        if self.devices is not None:
+            if method == "cvxpy" or isinstance(self.devices, list | tuple):
+                raise ValueError(
+                    f"devices must be None, 'all' or a count with solver fista or working_set; "
+                    f"got devices={self.devices!r}, solver {self.solver!r}"
+                )
+            sharding.resolve_devices(self.devices)
         for name in ("reduce_support", "warm_start", "verbose"):
             checks.boolean(name, getattr(self, name))
         checks.seed("seed", self.seed)
@@ -298,6 +310,8 @@ class ConvexAttention(BaseEstimator):
             options["x0"] = previous
         if self.time_limit is not None and method != "cvxpy":
             options["time_limit"] = float(self.time_limit)
+        if self.devices is not None:
+            options["devices"] = self.devices
         tol = self.tol if self.tol is not None else default_tol(program.problem.dtype)
         result = program.solve(
             method=method, tol=tol, max_iter=int(self.max_iter), verbose=self.verbose, **options

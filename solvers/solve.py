@@ -12,7 +12,8 @@ method         what                                                             
 =============  =====================================================================  =========
 
 Every method returns a ``SolveResult`` certified by the same duality gap, and its status follows
-one rule (``solvers.certificate.status``).
+one rule (``solvers.certificate.status``). ``devices=`` splits the samples over several devices
+for the JAX methods ("fista", "working_set"; ``solvers.sharding``, also for several hosts).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from solvers import checks
+from solvers import checks, sharding
 from solvers.cvxpy_backend import CVXPY_SOLVERS, solve_cvxpy
 from solvers.fista import solve_fista
 from solvers.problem import Problem
@@ -56,6 +57,7 @@ def solve(
     max_iter: int = 10_000,
     x0: Any = None,
     verbose: bool = False,
+    devices: Any = None,
     **options: Any,
 ) -> SolveResult:
     """Solve ``problem`` to a certified relative duality gap ``tol`` (a finite real in (0, 1)).
@@ -63,6 +65,9 @@ def solve(
     method: a name in ``METHODS`` (module table; options go to it).
     max_iter: iteration budget, an int in [1, 2**31 - 1].
     x0: warm start (methods "fista" and "working_set").   verbose: print a one-line summary.
+    devices: None (where the problem's arrays already are), "all", a count or a list of
+      ``jax.Device``: the samples are split over them (``solvers.sharding.shard_samples``;
+      the number of samples must be a multiple of the count). JAX methods only.
     """
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a solvers.Problem; got {type(problem).__name__}")
@@ -70,6 +75,12 @@ def solve(
     tol = checks.tolerance("tol", tol)
     max_iter = checks.integer("max_iter", max_iter, 1, checks.INT32_MAX)
     checks.boolean("verbose", verbose)
+    if devices is not None:
+        if method not in WARM_STARTS:
+            raise ValueError(
+                f"devices: method {method!r} runs on the host; use one of {WARM_STARTS}"
+            )
+        problem = sharding.shard_samples(problem, devices)
     if method in WARM_STARTS:
         x0 = check_x0(problem, x0)
     result = METHODS[method](problem, tol=tol, max_iter=max_iter, x0=x0, **options)

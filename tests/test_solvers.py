@@ -1,9 +1,7 @@
 """solvers: FISTA vs cvxpy, certificates, beta_max, paths, support reduction, bad input."""
 
-import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -311,49 +309,6 @@ def test_weighted_loss_equals_duplicated_samples():
     a = solvers.solve(weighted, tol=1e-10)
     b = solvers.solve(duplicated, tol=1e-10)
     assert a.objective == pytest.approx(b.objective, rel=1e-8)
-
-
-SHARDED_SCRIPT = textwrap.dedent(
-    """
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import numpy as np, jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from jax.tree_util import Partial
-    import solvers
-    assert len(jax.devices()) == 4, jax.devices()
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 6, 3)); y = rng.integers(0, 3, 64)
-    def predict(X, Z):
-        return jnp.einsum("ikq,lkq->il", X, Z)
-    def problem(X, y):
-        return solvers.Problem(Partial(predict, X), (3, 6, 3), solvers.SoftmaxCrossEntropy(y),
-                               solvers.GroupL2(0.5))
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    Xs = jax.device_put(X, NamedSharding(mesh, P("data")))
-    ys = jax.device_put(y, NamedSharding(mesh, P("data")))
-    assert len(Xs.sharding.device_set) == 4
-    single = solvers.solve(problem(X, y), tol=1e-10)
-    sharded = solvers.solve(problem(Xs, ys), tol=1e-10)
-    assert single.status == sharded.status == "optimal"
-    rel = abs(single.objective - sharded.objective) / single.objective
-    assert rel < 1e-9, rel
-    print("SHARDED_OK", rel)
-    """
-)
-
-
-def test_sharded_over_four_host_devices_same_optimum():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "SHARDED_OK" in out.stdout
 
 
 def test_problem_is_a_pytree_and_beta_change_does_not_recompile():
