@@ -28,7 +28,8 @@ Runner (``python experiments/_peers.py --contestant NAME --instance I.npz ...``)
   problem (design matrix or gate patterns) and the solve (compilations included), writes the
   weights (P, d) to W.npy and prints one JSON line.
 - ``--serve``: warm solves. Imports and sets up once (reported as one JSON line), then answers
-  each JSON request line on stdin ``{"tol": T, "weights": "W.npy"}`` with one JSON line.
+  each JSON request line on stdin ``{"tol": T, "weights": "W.npy"}`` with one JSON line; a
+  request may add ``"instance": "J.npz"`` to move on to another problem (``bench_keel``).
 
 Only the replies go to stdout: the runner moves file descriptor 1 onto stderr, so whatever a
 solver prints (from Python or from C) cannot corrupt the protocol.
@@ -402,10 +403,12 @@ def _reply(out: TextIO, message: dict) -> None:
     out.flush()
 
 
-def serve(contestant: Contestant, instance: Instance, requests: TextIO, out: TextIO) -> None:
-    """Set up once, then answer every request line (module docstring) until stdin closes."""
+def serve(contestant: Contestant, path: Path, requests: TextIO, out: TextIO) -> None:
+    """Set up once, then answer every request line (module docstring) until stdin closes. A
+    request naming another ``"instance"`` file sets that one up first (its ``setup_s`` is in
+    the reply, apart from ``solve_s``), so one process can serve a whole list of problems."""
     try:
-        solve, times = _timed(contestant, instance)
+        solve, times = _timed(contestant, load_instance(path))
     except Exception as err:  # noqa: BLE001 - reported to the parent
         _reply(out, _failure(err))
         return
@@ -413,7 +416,12 @@ def serve(contestant: Contestant, instance: Instance, requests: TextIO, out: Tex
     for line in requests:
         request = json.loads(line)
         try:
-            reply = _solve_and_save(solve, request["tol"], request["weights"])
+            setup = {}
+            if Path(request.get("instance", path)) != path:
+                start, path = time.perf_counter(), Path(request["instance"])
+                solve = contestant.prepare(load_instance(path))
+                setup = {"setup_s": time.perf_counter() - start}
+            reply = {**_solve_and_save(solve, request["tol"], request["weights"]), **setup}
         except Exception as err:  # noqa: BLE001 - reported to the parent
             reply = _failure(err)
         _reply(out, reply)
@@ -442,11 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tol is not None and not args.weights:
         parser.error("--tol needs --weights")
     out = _protocol_stdout()
-    contestant, instance = CONTESTANTS[args.contestant], load_instance(args.instance)
+    contestant = CONTESTANTS[args.contestant]
     if args.serve:
-        serve(contestant, instance, sys.stdin, out)
+        serve(contestant, args.instance, sys.stdin, out)
         return 0
-    reply = one(contestant, instance, args.tol, args.weights)
+    reply = one(contestant, load_instance(args.instance), args.tol, args.weights)
     _reply(out, reply)
     return 1 if "error" in reply else 0
 

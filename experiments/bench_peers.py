@@ -154,22 +154,32 @@ DEFAULT_SIZES = ("2e3", "1e4", "1e5")
 def make_instance(
     size: Size, loss: str, beta_ratio: float, seed: int
 ) -> tuple[ConvexProgram, Instance]:
-    """(this package's ConvexProgram, the Instance every contestant gets) for ``size``.
-
-    Logistic labels are y >= median(y) as +1 / -1 (balanced classes)."""
-    import solvers
-    from convextx.programs import convex_program
+    """(this package's ConvexProgram, the Instance every contestant gets) for ``size``: a
+    planted gated-ReLU teacher (``_bench_programs.make_data``). Logistic labels are
+    y >= median(y) as +1 / -1 (balanced classes)."""
     from experiments._bench_programs import Spec, make_data
 
     X, y = make_data(Spec("gated", N=size.N, n=1, d=size.d, P=size.P, seed=seed))
     if loss == "logistic":
         y = np.where(y >= np.median(y), 1.0, -1.0)
+    return gated_instance(X[:, 0, :], y, loss, beta_ratio, size.P, seed)
+
+
+def gated_instance(
+    X: np.ndarray, y: np.ndarray, loss: str, beta_ratio: float, gates: int, seed: int
+) -> tuple[ConvexProgram, Instance]:
+    """The gated program of features X (N, d) and targets y (N,) with ``gates`` random gates
+    (those with duplicate patterns dropped) at beta = beta_ratio x beta_max, and its Instance."""
+    import solvers
+    from convextx.programs import convex_program
+
     program = convex_program(
-        X, y, kind="gated", beta=1.0, loss=loss, gates=size.P, dtype="float64", seed=seed
-    )
+        X[:, None, :], y, kind="gated", beta=1.0, loss=loss, gates=gates, dtype="float64",
+        seed=seed,
+    )  # fmt: skip
     program = program.with_beta(beta_ratio * solvers.beta_max(program.problem))
-    gates = program.gates
-    instance = Instance(X[:, 0, :], y, gates.u1, gates.u2, float(program.beta), loss)
+    kept = program.gates
+    instance = Instance(X, y, kept.u1, kept.u2, float(program.beta), loss)
     if np.any(instance.X @ instance.gate_vectors == 0):
         raise ValueError("a gate score is exactly 0: pyscnn's 1[> 0] and 1[>= 0] would differ")
     if not np.array_equal(instance.patterns(), np.asarray(program.data.D)):
@@ -189,13 +199,15 @@ def suboptimality(value: float, optimum: float) -> float:
     return (value - optimum) / abs(optimum)
 
 
-def reference(program: ConvexProgram, time_limit: float = REFERENCE_SECONDS) -> dict:
-    """This package's FISTA at tol 1e-12 in float64 with the Newton polish, for at most
+def reference(
+    program: ConvexProgram, time_limit: float = REFERENCE_SECONDS, tol: float = REFERENCE_TOL
+) -> dict:
+    """This package's FISTA at ``tol`` (1e-12) in float64 with the Newton polish, for at most
     ``time_limit`` seconds of iterations (the polish certifies rounding error on the squared
     loss in a few hundred iterations; on the logistic loss FISTA's tail is slow). Its
     certified gap bounds how far F* can be from the optimum (``optimum_bound``)."""
     result = program.solve(
-        method="fista", tol=REFERENCE_TOL, max_iter=10_000_000, polish=True, time_limit=time_limit
+        method="fista", tol=tol, max_iter=10_000_000, polish=True, time_limit=time_limit
     )
     return {k: v for k, v in result.summary().items() if k != "method"}
 
@@ -277,10 +289,12 @@ class Worker:
             return {"error": f"the runner exited: {_tail(self.log)}"}
         return json.loads(line)
 
-    def solve(self, tol: float, weights: Path) -> dict:
+    def solve(self, instance: Path, tol: float, weights: Path) -> dict:
+        """Solve ``instance`` (the runner sets it up first when it is not its current one)."""
         if self.process.poll() is not None:
             return {"error": "the runner is not running"}
-        self.process.stdin.write(json.dumps({"tol": tol, "weights": str(weights)}) + "\n")
+        request = {"instance": str(instance), "tol": tol, "weights": str(weights)}
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return self._read()
 
@@ -343,8 +357,21 @@ class Bench:
         return self.work / f"{name}.log"
 
 
-def _reached(row: dict) -> bool:
-    return "error" not in row and row["subopt"] <= min(EPSILONS)
+def _reached(row: dict, target: float) -> bool:
+    return "error" not in row and row["subopt"] <= target
+
+
+def _sweep_done(rows: list[dict], tols: Sequence[float], target: float, patience: int = 2) -> bool:
+    """A contestant's sweep ends at an error, at the first tol reaching ``target``, when its
+    tols are used up, or when its last ``patience`` tols did not improve by 10% on its best
+    outcome before them (an iteration cap or a floor: a tighter tol gets no further)."""
+    last = rows[-1]
+    if "error" in last or _reached(last, target) or len(rows) == len(tols):
+        return True
+    if len(rows) <= patience or any("subopt" not in r for r in rows):
+        return False
+    before = min(r["subopt"] for r in rows[:-patience])
+    return all(r["subopt"] > 0.9 * before for r in rows[-patience:])
 
 
 def _say(text: str) -> None:
@@ -359,10 +386,13 @@ def _outcome(row: dict) -> str:
     return f"{seconds:.3g} s, subopt {row['subopt']:.1e}"
 
 
-def _sweep(bench: Bench, workers: dict[str, Worker]) -> dict[str, list[dict]]:
+def sweep(
+    bench: Bench, workers: dict[str, Worker], target: float = min(EPSILONS)
+) -> dict[str, list[dict]]:
     """Pass 0 (untimed): each contestant's tols, loosest first, interleaved, until one reaches
-    1e-8 or fails. A row: tol, the re-scored outcome, ``first_s`` (the first solve at that tol
-    in the process, compilations included)."""
+    a true relative suboptimality ``target``, fails or stalls (``_sweep_done``). A row: tol,
+    the re-scored outcome, ``first_s`` (the first solve at that tol in the process,
+    compilations included)."""
     runs: dict[str, list[dict]] = {name: [] for name in workers}
     sweeping = [name for name, worker in workers.items() if "error" not in worker.ready]
     for name in workers.keys() - set(sweeping):
@@ -371,11 +401,12 @@ def _sweep(bench: Bench, workers: dict[str, Worker]) -> dict[str, list[dict]]:
         for name in list(sweeping):
             tols = CONTESTANTS[name].tols
             tol = tols[len(runs[name])]
-            scored = bench.score(workers[name].solve(tol, bench.weights(name)), bench.weights(name))
+            reply = workers[name].solve(bench.instance, tol, bench.weights(name))
+            scored = bench.score(reply, bench.weights(name))
             row = {"tol": tol, "first_s": scored.pop("solve_s", None), **scored, "seconds": []}
             runs[name].append(row)
             _say(f"  sweep {name:<13} tol {tol:.0e}: {_outcome(row)}")
-            if "error" in row or _reached(row) or len(runs[name]) == len(tols):
+            if _sweep_done(runs[name], tols, target):
                 sweeping.remove(name)
     return runs
 
@@ -392,13 +423,14 @@ def warm_phase(bench: Bench, names: Sequence[str], repeats: int) -> dict[str, di
             workers[name] = Worker(command, environment(), bench.log(name), bench.timeout)
         for worker in workers.values():
             worker.wait_ready()
-        runs = _sweep(bench, workers)
+        runs = sweep(bench, workers)
         for repeat in range(repeats):
             for tol_index in range(max(len(r) for r in runs.values())):
                 for name, rows in runs.items():
                     if tol_index >= len(rows) or "error" in rows[tol_index]:
                         continue
-                    reply = workers[name].solve(rows[tol_index]["tol"], bench.weights(name))
+                    tol = rows[tol_index]["tol"]
+                    reply = workers[name].solve(bench.instance, tol, bench.weights(name))
                     if "error" in reply:
                         rows[tol_index]["error"] = reply["error"]
                     else:

@@ -98,12 +98,21 @@ def test_this_packages_runner_solves_cold_and_warm(tiny, tmp_path):
     try:
         assert worker.wait_ready().get("ready"), worker.ready
         for tol in (1e-4, 1e-8):
-            reply = worker.solve(tol, tmp_path / "v.npy")
+            reply = worker.solve(path, tol, tmp_path / "v.npy")
             assert reply["tol"] == tol and reply["info"]["status"] == "optimal", reply
+            assert "setup_s" not in reply  # the same instance: set up once
         row = bench_peers.Bench(program, path, tmp_path, ref["objective"], Path("."), 60).score(
             reply, tmp_path / "v.npy"
         )
         assert row["subopt"] <= 1e-8
+        # the same process moves on to another problem, set up on request
+        other, second = bench_peers.make_instance(TINY, "squared", 0.1, seed=2)
+        second_path = _peers.save_instance(tmp_path / "j.npz", second)
+        reply = worker.solve(second_path, 1e-8, tmp_path / "v.npy")
+        assert reply["setup_s"] > 0 and reply["info"]["status"] == "optimal", reply
+        second_ref = bench_peers.reference(other)["objective"]
+        value = bench_peers.objective(other, np.load(tmp_path / "v.npy"))
+        assert 0 <= bench_peers.suboptimality(value, second_ref) <= 1e-8
     finally:
         worker.close()
 
@@ -205,3 +214,18 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     for key, verdict in data["targets"].items():
         assert f"- {key}: **{verdict}**" in md
+
+
+def test_a_sweep_ends_at_the_target_an_error_or_a_stall():
+    tols = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+
+    def rows(*subopts):
+        return [{"tol": t, "subopt": s} for t, s in zip(tols, subopts, strict=False)]
+
+    done = bench_peers._sweep_done
+    assert done(rows(1e-2, 1e-7), tols, 1e-6)  # reached
+    assert done([*rows(1e-2), {"tol": 1e-3, "error": "boom"}], tols, 1e-6)
+    assert not done(rows(1e-1, 5e-2, 1e-2), tols, 1e-6)  # improving
+    assert done(rows(1e-1, 0.95e-1, 1.4e-1), tols, 1e-6)  # two tols without a 10% gain
+    assert not done(rows(1e-1, 0.95e-1, 1e-3), tols, 1e-6)
+    assert done(rows(1e-1, 5e-2, 1e-2, 1e-3, 1e-4), tols, 1e-6)  # tols used up
