@@ -79,16 +79,18 @@ def _eps_specs(
     )
 
 
-def _ladder(top: int, dense_top: int) -> dict[str, list[Spec]]:
+def _ladder(top: int, dense_top: int, tokens_top: int = 0) -> dict[str, list[Spec]]:
     """P3 (n=1, d=50) at 1e3, 1e4, ... up to ``top`` variables; P1 (n=10) and P2 (c=5, n=10)
-    up to ``dense_top``, N shrinking for the widest so the data stay about 2e7 numbers.
+    up to ``dense_top``, N shrinking for the widest so the data stay about 2e7 numbers; P3 with
+    n=8 tokens (N=1000, d=16, P = variables / 128: attention's token mixing at scale) from 1e4
+    up to ``tokens_top``.
 
     P1/P2 carry N x (variables / c) data numbers and every FISTA iteration streams them twice
     (memory-bound: ~30 ms per iteration for 2e7 float64 on the CPU), whereas P3's data are
-    N x d plus the (N, P) gates, so P3 is the one that reaches large sizes on a CPU."""
+    N x n x d plus the (N, n, P) gates, so P3 is the one that reaches large sizes on a CPU."""
 
-    def sizes(limit: int) -> list[int]:
-        return [10**k for k in range(3, 8) if 10**k <= limit]
+    def sizes(limit: int, low: int = 10**3) -> list[int]:
+        return [10**k for k in range(3, 8) if low <= 10**k <= limit]
 
     return {
         "scalar": [
@@ -99,6 +101,9 @@ def _ladder(top: int, dense_top: int) -> dict[str, list[Spec]]:
             for s in sizes(dense_top)
         ],
         "gated": [Spec("gated", N=2000, n=1, d=50, P=s // 50) for s in sizes(top)],
+        "gated tokens": [
+            Spec("gated", N=1000, n=8, d=16, P=s // 128) for s in sizes(tokens_top, 10**4)
+        ],
     }
 
 
@@ -152,7 +157,7 @@ def make_plan(mode: str) -> Plan:
     full = mode == "full"
     return Plan(
         epsilon=_eps_specs(
-            _ladder(10**7, 10**7) if full else _ladder(10**7, 10**4),
+            _ladder(10**7, 10**7, 10**6) if full else _ladder(10**7, 10**4, 10**5),
             plain_max=10**7 if full else 10**5,
             cvxpy_max=10**4 if full else 10**3,
             nonconvex_max=10**4,
