@@ -158,6 +158,8 @@ def profile_summary(data: dict[str, Any]) -> str:
     first = "-" if p3["share_first"] is None else f"{p3['share_first']:.2f}"
     lines += ["", f"- P3: **{p3['verdict']}**: first on {first} of the problems "
               f"(needed {p3['needed']:.2f})"]  # fmt: skip
+    for label, part in summary.get("package_first_by_size", {}).items():
+        lines.append(f"- {label}: first on {part['share_first']:.2f} of {part['problems']}")
     return "\n".join(lines)
 
 

@@ -189,6 +189,7 @@ def performance_profile(
 
 
 TAUS = np.logspace(0, 2, 81)
+SMALL = 1000  # variables: below it a solve takes milliseconds and fixed costs decide
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
@@ -202,11 +203,18 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
     first = shares.get(PACKAGE_LINE, {}).get("within 1x")
     verdict = "not measured" if first is None else "holds" if first >= P3_SHARE else "fails"
+    by_size = {}
+    for label, small in ((f"< {SMALL:.0e} variables", True), (f">= {SMALL:.0e} variables", False)):
+        part = [t for r, t in zip(records, times, strict=True) if (r["variables"] < SMALL) == small]
+        if part:
+            rho = performance_profile(part, np.array([1.0])).get(PACKAGE_LINE, [0.0])[0]
+            by_size[label] = {"problems": len(part), "share_first": rho}
     return {
         "problems": len(records),
         "unsolved": sum(all(v is None for v in t.values()) for t in times),
         "taus": TAUS, "profile": profile, "shares": shares,
         "P3": {"share_first": first, "needed": P3_SHARE, "verdict": verdict},
+        "package_first_by_size": by_size,
     }  # fmt: skip
 
 

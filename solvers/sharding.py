@@ -11,7 +11,8 @@ iteration. Results are the same up to the order of floating-point sums.
 When it pays: each device must hold enough samples that its share of the two maps outweighs
 the all-reduce and the per-step synchronisation. On one CPU the "devices" are forced host
 devices (``XLA_FLAGS=--xla_force_host_platform_device_count=K``) that share the same cores and
-memory bandwidth, so sharding there only adds that overhead (it measured 1.08x slower); on
+memory bandwidth, so sharding there only adds that overhead (P3, N = 2000, 1e4 variables, 4
+forced host devices on 2 cores: 0.62 s against 0.47 s on one device, 1.32x slower); on
 several GPUs each device brings its own compute and bandwidth.
 
 Several hosts: start one process per host and call ``jax.distributed.initialize()`` first in

@@ -31,9 +31,14 @@ def test_the_package_line_is_its_fastest_method_and_decides_p3():
     line = bench_keel.with_package_line({"fista": 0.3, "working_set": 0.2, "celer": 0.25})
     assert line["convextx"] == 0.2
     assert bench_keel.with_package_line({"fista": None, "celer": 1.0})["convextx"] is None
-    first = [{"seconds": {"fista": 1.0, "celer": 2.0}} for _ in range(9)]
-    last = [{"seconds": {"fista": 3.0, "celer": 2.0}}]
-    assert bench_keel.summarize(first + last)["P3"]["verdict"] == "holds"  # 9 of 10 first
+    first = [{"seconds": {"fista": 1.0, "celer": 2.0}, "variables": 5000} for _ in range(9)]
+    last = [{"seconds": {"fista": 3.0, "celer": 2.0}, "variables": 100}]
+    summary = bench_keel.summarize(first + last)
+    assert summary["P3"]["verdict"] == "holds"  # 9 of 10 first
+    assert summary["package_first_by_size"] == {
+        "< 1e+03 variables": {"problems": 1, "share_first": 0.0},
+        ">= 1e+03 variables": {"problems": 9, "share_first": 1.0},
+    }
     assert bench_keel.summarize(first[:8] + 2 * last)["P3"]["verdict"] == "fails"  # 8 of 10
 
 
