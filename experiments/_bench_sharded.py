@@ -3,8 +3,8 @@ JAX start-up):
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m experiments._bench_sharded SPEC
 
-Solves the program of SPEC (a JSON ``Spec``) on one device and with every array whose leading
-axis is the sample axis sharded over all devices (``jax.sharding``, as in tests/test_solvers.py),
+Solves the program of SPEC (a JSON ``Spec``) on one device and with its samples split over all
+devices (``solvers.sharding.shard_samples``, what ``solve(..., devices="all")`` does),
 warm runs interleaved; prints one JSON line: both optima, their relative difference, the times.
 """
 
@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 
 from experiments._bench_programs import Spec
 
@@ -25,22 +24,14 @@ MARKER = "SHARDED_JSON "
 
 def _measure(spec: Spec, tol: float, repeats: int) -> dict:
     jax.config.update("jax_enable_x64", True)
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     import solvers
     from experiments._bench_programs import build
     from experiments._bench_timing import median_seconds
+    from solvers import sharding
 
     program, _, _ = build(spec)
     problem = program.problem
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-
-    def place(leaf):
-        if hasattr(leaf, "shape") and np.ndim(leaf) >= 1 and np.shape(leaf)[0] == spec.N:
-            return jax.device_put(leaf, NamedSharding(mesh, PartitionSpec("data")))
-        return leaf
-
-    sharded = jax.tree_util.tree_map(place, problem)
+    sharded = sharding.shard_samples(problem, "all")
     single = solvers.solve(problem, tol=tol, max_iter=50_000)
     spread = solvers.solve(sharded, tol=tol, max_iter=50_000)
     seconds = median_seconds(
@@ -50,11 +41,9 @@ def _measure(spec: Spec, tol: float, repeats: int) -> dict:
         },
         repeats,
     )
-    leaves = jax.tree_util.tree_leaves(sharded)
-    devices = {d for leaf in leaves if hasattr(leaf, "sharding") for d in leaf.sharding.device_set}
     return {
         "devices": len(jax.devices()),
-        "devices_used": len(devices),
+        "devices_used": len(sharding.devices_of(sharded)),
         "objective_single": single.objective,
         "objective_sharded": spread.objective,
         "relative_difference": abs(single.objective - spread.objective)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -111,10 +110,10 @@ class Pool:
         for name in self.names:
             worker = self.workers.get(name)
             if worker is None or worker.process.poll() is not None:
-                python = bench_peers.interpreter(CONTESTANTS[name], self.adelie_venv)
-                command = bench_peers._command(python, name, instance, "--serve")
-                env, log = bench_peers.environment(), self.work / f"{name}.log"
-                self.workers[name] = bench_peers.Worker(command, env, log, self.timeout)
+                log = self.work / f"{name}.log"
+                self.workers[name] = bench_peers.start_runner(
+                    name, instance, self.adelie_venv, log, self.timeout
+                )
         for worker in self.workers.values():
             worker.wait_ready()
         return self.workers
@@ -137,11 +136,12 @@ def time_problem(problem: Problem, args: argparse.Namespace, pool: Pool) -> dict
     runs = bench_peers.sweep(bench, workers, target=TARGET_EPS)
     values = [row["objective"] for rows in runs.values() for row in rows if "objective" in row]
     optimum = min([ref["objective"], *values])
-    for rows in runs.values():
-        for row in rows:
-            if "objective" in row:
-                row["subopt"] = bench_peers.suboptimality(row["objective"], optimum)
-    chosen = {n: rows[-1] for n, rows in runs.items() if rows and _reached(rows[-1])}
+    bench_peers.rescore((row for rows in runs.values() for row in rows), optimum)
+    chosen = {
+        n: rows[-1]
+        for n, rows in runs.items()
+        if rows and bench_peers.reached(rows[-1], TARGET_EPS)
+    }
     for _ in range(args.repeats):
         for name, row in chosen.items():
             reply = workers[name].solve(path, row["tol"], bench.weights(name))
@@ -149,10 +149,9 @@ def time_problem(problem: Problem, args: argparse.Namespace, pool: Pool) -> dict
                 row["error"] = reply["error"]
             else:
                 row["seconds"].append(reply["solve_s"])
+    bench_peers.medians(chosen.values())
     seconds = {
-        name: statistics.median(chosen[name]["seconds"])
-        if name in chosen and "error" not in chosen[name]
-        else None
+        name: chosen[name]["median_s"] if name in chosen and "error" not in chosen[name] else None
         for name in runs
     }
     return {
@@ -162,10 +161,6 @@ def time_problem(problem: Problem, args: argparse.Namespace, pool: Pool) -> dict
         "optimum_bound": (optimum - ref["dual"]) / abs(optimum),
         "seconds": seconds, "tol": {n: r["tol"] for n, r in chosen.items()}, "runs": runs,
     }  # fmt: skip
-
-
-def _reached(row: dict) -> bool:
-    return "error" not in row and row["subopt"] <= TARGET_EPS
 
 
 def with_package_line(seconds: dict[str, float | None]) -> dict[str, float | None]:

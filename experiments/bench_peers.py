@@ -311,6 +311,12 @@ class Worker:
             self.process.wait()
 
 
+def start_runner(name: str, instance: Path, adelie_venv: Path, log: Path, timeout: float) -> Worker:
+    """The warm runner (``_peers.py --serve``) of contestant ``name``, set up on ``instance``."""
+    python = interpreter(CONTESTANTS[name], adelie_venv)
+    return Worker(_command(python, name, instance, "--serve"), environment(), log, timeout)
+
+
 def cold_solve(command: list[str], env: dict, log: Path, timeout: float) -> dict:
     """One cold runner process (``_peers.py --tol``); ``process_s``: its whole wall time."""
     start = time.perf_counter()
@@ -357,7 +363,8 @@ class Bench:
         return self.work / f"{name}.log"
 
 
-def _reached(row: dict, target: float) -> bool:
+def reached(row: dict, target: float) -> bool:
+    """Whether a scored run got within a true relative suboptimality ``target``."""
     return "error" not in row and row["subopt"] <= target
 
 
@@ -366,7 +373,7 @@ def _sweep_done(rows: list[dict], tols: Sequence[float], target: float, patience
     tols are used up, or when its last ``patience`` tols did not improve by 10% on its best
     outcome before them (an iteration cap or a floor: a tighter tol gets no further)."""
     last = rows[-1]
-    if "error" in last or _reached(last, target) or len(rows) == len(tols):
+    if "error" in last or reached(last, target) or len(rows) == len(tols):
         return True
     if len(rows) <= patience or any("subopt" not in r for r in rows):
         return False
@@ -418,9 +425,9 @@ def warm_phase(bench: Bench, names: Sequence[str], repeats: int) -> dict[str, di
     workers: dict[str, Worker] = {}
     try:
         for name in names:
-            python = interpreter(CONTESTANTS[name], bench.adelie_venv)
-            command = _command(python, name, bench.instance, "--serve")
-            workers[name] = Worker(command, environment(), bench.log(name), bench.timeout)
+            workers[name] = start_runner(
+                name, bench.instance, bench.adelie_venv, bench.log(name), bench.timeout
+            )
         for worker in workers.values():
             worker.wait_ready()
         runs = sweep(bench, workers)
@@ -439,7 +446,7 @@ def warm_phase(bench: Bench, names: Sequence[str], repeats: int) -> dict[str, di
     finally:
         for worker in workers.values():
             worker.close()
-    _medians(row for rows in runs.values() for row in rows)
+    medians(row for rows in runs.values() for row in rows)
     return {name: {"setup": workers[name].ready, "runs": runs[name]} for name in names}
 
 
@@ -499,11 +506,11 @@ def cold_phase(
                 row["process_s"].append(scored["process_s"])
                 row |= {k: scored[k] for k in keep}
             _say(f"  {mode:<11} {name:<13} tol {row['tol']:.0e}: {_outcome(row)}")
-    _medians(row for _, _, row in jobs)
+    medians(row for _, _, row in jobs)
     return out
 
 
-def _medians(rows: Iterable[dict]) -> None:
+def medians(rows: Iterable[dict]) -> None:
     """Set each row's ``median_s`` (None without a timed run), in place."""
     for row in rows:
         row["median_s"] = statistics.median(row["seconds"]) if row["seconds"] else None
@@ -521,11 +528,16 @@ def fastest(rows: Sequence[dict], eps: float) -> dict | None:
     return {"tol": best["tol"], "median_s": best["median_s"], "subopt": best["subopt"]}
 
 
-def rescore_all(result: dict, optimum: float) -> None:
-    """Recompute every row's suboptimality against the final F* (in place)."""
-    for row in _rows(result):
+def rescore(rows: Iterable[dict], optimum: float) -> None:
+    """Recompute the suboptimality of every scored row against the final F* (in place)."""
+    for row in rows:
         if "objective" in row:
             row["subopt"] = suboptimality(row["objective"], optimum)
+
+
+def rescore_all(result: dict, optimum: float) -> None:
+    """``rescore`` every warm and cold row of a size's result."""
+    rescore(_rows(result), optimum)
 
 
 def _rows(result: dict) -> Iterator[dict]:

@@ -1,10 +1,11 @@
 """Argument checks shared by ``solvers``, ``convextx`` and ``baselines``.
 
 Every check either returns the value in a canonical Python/numpy type or raises a
-``TypeError`` (wrong kind of value; for arrays a ``DtypeError``, which is both) or ``ValueError`` (right kind, wrong range or shape) whose
-message names the argument and says what was expected. Nothing is coerced silently: a bool is
-not a number, a float is not an int, a complex array is not a real one; numpy scalars of the
-right kind are accepted (``np.int64(10)`` is an int, ``np.float32(1e-6)`` a real).
+``TypeError`` (wrong kind of value; for arrays a ``DtypeError``, which is both) or a
+``ValueError`` (right kind, wrong range or shape) whose message names the argument and says
+what was expected. Nothing is coerced silently: a bool is not a number, a float is not an
+int, a complex array is not a real one; numpy scalars of the right kind are accepted
+(``np.int64(10)`` is an int, ``np.float32(1e-6)`` a real).
 
 This module imports numpy only, so ``baselines`` may use it without depending on the solvers.
 """
