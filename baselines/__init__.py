@@ -7,78 +7,68 @@ A flat re-export of the public names; the modules (``baselines.heads``, ``baseli
 Arguments are checked by ``solvers.checks`` (numpy only): the one dependency of ``baselines`` on
 ``solvers``, so that every package raises the same errors (TypeError for the wrong kind of value,
 ValueError for one out of range, each naming the argument). Nothing else of ``solvers`` is used.
+
+Every name loads on first use (PEP 562), so that importing one model (``baselines.heads``, as
+the convex families do) does not import optax, the trainer and the transformer.
 """
 
-from baselines.heads import KINDS as HEAD_KINDS
-from baselines.heads import WeightDecay as HeadsWeightDecay
-from baselines.heads import attention_maps as heads_attention_maps
-from baselines.heads import forward as heads_forward
-from baselines.heads import init_params as heads_init_params
-from baselines.heads import objective as heads_objective
-from baselines.heads import penalty as heads_penalty
-from baselines.heads import project as heads_project
-from baselines.heads import sample_gates, to_heads
-from baselines.linear_attention import forward as linear_attention_forward
-from baselines.optim import OPTIMIZERS, SCHEDULES, learning_rate_schedule, make_optimizer
-from baselines.registry import (
-    Layer,
-    LayerConfig,
-    ffn_names,
-    get_ffn,
-    get_mixer,
-    mixer_names,
-    register_ffn,
-    register_mixer,
-)
-from baselines.simplex import mixing_matrices, project_rows
-from baselines.train import (
-    SupervisedObjective,
-    Trainer,
-    TrainResult,
-    TrainState,
-    log_steps,
-)
-from baselines.transformer import TransformerConfig, attention_maps
-from baselines.transformer import apply as transformer_apply
-from baselines.transformer import init as transformer_init
-from baselines.transformer import objective as transformer_objective
-from baselines.transformer import project as transformer_project
+from __future__ import annotations
 
-__all__ = [
-    "HEAD_KINDS",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "HeadsWeightDecay",
-    "Layer",
-    "LayerConfig",
-    "SupervisedObjective",
-    "TrainResult",
-    "TrainState",
-    "Trainer",
-    "TransformerConfig",
-    "attention_maps",
-    "ffn_names",
-    "get_ffn",
-    "get_mixer",
-    "heads_attention_maps",
-    "heads_forward",
-    "heads_init_params",
-    "heads_objective",
-    "heads_penalty",
-    "heads_project",
-    "learning_rate_schedule",
-    "linear_attention_forward",
-    "log_steps",
-    "make_optimizer",
-    "mixer_names",
-    "mixing_matrices",
-    "project_rows",
-    "register_ffn",
-    "register_mixer",
-    "sample_gates",
-    "to_heads",
-    "transformer_apply",
-    "transformer_init",
-    "transformer_objective",
-    "transformer_project",
-]
+import importlib
+from typing import Any
+
+#: public name -> (the module defining it, its name there)
+_LAZY = {
+    "HEAD_KINDS": ("baselines.heads", "KINDS"),
+    "HeadsWeightDecay": ("baselines.heads", "WeightDecay"),
+    "heads_attention_maps": ("baselines.heads", "attention_maps"),
+    "heads_forward": ("baselines.heads", "forward"),
+    "heads_init_params": ("baselines.heads", "init_params"),
+    "heads_objective": ("baselines.heads", "objective"),
+    "heads_penalty": ("baselines.heads", "penalty"),
+    "heads_project": ("baselines.heads", "project"),
+    "sample_gates": ("baselines.heads", "sample_gates"),
+    "to_heads": ("baselines.heads", "to_heads"),
+    "linear_attention_forward": ("baselines.linear_attention", "forward"),
+    "OPTIMIZERS": ("baselines.optim", "OPTIMIZERS"),
+    "SCHEDULES": ("baselines.optim", "SCHEDULES"),
+    "learning_rate_schedule": ("baselines.optim", "learning_rate_schedule"),
+    "make_optimizer": ("baselines.optim", "make_optimizer"),
+    "Layer": ("baselines.registry", "Layer"),
+    "LayerConfig": ("baselines.registry", "LayerConfig"),
+    "ffn_names": ("baselines.registry", "ffn_names"),
+    "get_ffn": ("baselines.registry", "get_ffn"),
+    "get_mixer": ("baselines.registry", "get_mixer"),
+    "mixer_names": ("baselines.registry", "mixer_names"),
+    "register_ffn": ("baselines.registry", "register_ffn"),
+    "register_mixer": ("baselines.registry", "register_mixer"),
+    "mixing_matrices": ("baselines.simplex", "mixing_matrices"),
+    "project_rows": ("baselines.simplex", "project_rows"),
+    "SupervisedObjective": ("baselines.objective", "SupervisedObjective"),
+    "TrainResult": ("baselines.train", "TrainResult"),
+    "TrainState": ("baselines.train", "TrainState"),
+    "Trainer": ("baselines.train", "Trainer"),
+    "log_steps": ("baselines.train", "log_steps"),
+    "TransformerConfig": ("baselines.transformer", "TransformerConfig"),
+    "attention_maps": ("baselines.transformer", "attention_maps"),
+    "transformer_apply": ("baselines.transformer", "apply"),
+    "transformer_init": ("baselines.transformer", "init"),
+    "transformer_objective": ("baselines.transformer", "objective"),
+    "transformer_project": ("baselines.transformer", "project"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'baselines' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = sorted(_LAZY)

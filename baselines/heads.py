@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from baselines.objective import Objective, SupervisedObjective
 from baselines.simplex import PARAMETERIZATIONS, project_rows
-from baselines.train import Objective, SupervisedObjective
 from solvers import checks
 
 Heads = dict[str, jax.Array]

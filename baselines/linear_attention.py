@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from baselines.train import Objective, SupervisedObjective
+from baselines.objective import Objective, SupervisedObjective
 from solvers import checks
 
 Heads = dict[str, Any]

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from baselines import transformer
-from baselines.train import Objective, SupervisedObjective
+from baselines.objective import Objective, SupervisedObjective
 from solvers import checks
 
 Params = dict[str, list[dict[str, jax.Array]]]

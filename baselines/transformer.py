@@ -25,8 +25,8 @@ import jax.numpy as jnp
 
 from baselines import simplex
 from baselines.attention import dense
+from baselines.objective import Objective, SupervisedObjective
 from baselines.registry import Aux, Key, Layer, LayerConfig, LayerOutput, Params, get_ffn, get_mixer
-from baselines.train import Objective, SupervisedObjective
 from solvers import checks
 
 NORMS = ("pre", "post")

@@ -125,7 +125,13 @@ class ConvexProgram:
                     f"working sets need a group-lasso program (kind in {grouped}); "
                     f"got {self.kind!r}"
                 )
-            return {"restrict": restrict, "operator_norms": self.family.operator_norm_bounds(self)}
+            # A family's restriction is checked by the test suite (tests/test_working_set.py)
+            # rather than at each solve: a check compiles both maps for each new shape.
+            return {
+                "restrict": restrict,
+                "operator_norms": self.family.operator_norm_bounds(self),
+                "check_restriction": False,
+            }
         if method == "cvxpy":
             what = f"the cvxpy backend at N, n, d = {self.X.shape[0]}, {self.n}, {self.d}"
             check_size(self.problem, what)

@@ -93,9 +93,12 @@ def certify(problem: Problem, x: Array, dual: float = -np.inf) -> Certificate:
         return honest(float(cert.primal), max(float(cert.dual), float(dual)))
 
 
-def is_solved(primal: Array, gap: Array, tol: float) -> Array:
-    """The project-wide definition of solved: ``gap <= tol * max(1, |primal|)``."""
-    return gap <= tol * jnp.maximum(1.0, jnp.abs(primal))
+def is_solved(primal: Array | float, gap: Array | float, tol: float) -> Array | bool:
+    """The project-wide definition of solved: ``gap <= tol * max(1, |primal|)``.
+
+    Written with operators alone, so that it runs traced inside a compiled loop and on host
+    floats without a device op (each one costs a compilation in a fresh process)."""
+    return (gap <= tol) | (gap <= tol * abs(primal))
 
 
 def status(objective: float, gap: float, tol: float, limit: str | None = None) -> str:

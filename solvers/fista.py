@@ -44,7 +44,7 @@ from solvers import checks
 from solvers.certificate import certify, dual_value, honest, is_solved, status
 from solvers.compile import merge, split
 from solvers.polish import SupportWatch
-from solvers.problem import Problem
+from solvers.problem import Problem, device_array
 from solvers.result import SolveResult, usable_lipschitz
 
 Array = jax.Array
@@ -299,8 +299,8 @@ class FISTA:
         """The compiled ``init`` at x0 (tol and max_iter play no part in it)."""
         arrays, structure = split(problem)
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
-        lipschitz = None if self.lipschitz is None else jnp.asarray(self.lipschitz, problem.dtype)
-        return _init_jit(static, structure, arrays, jnp.asarray(x0, problem.dtype), lipschitz)
+        lipschitz = None if self.lipschitz is None else np.asarray(self.lipschitz, problem.dtype)
+        return _init_jit(static, structure, arrays, device_array(x0, problem.dtype), lipschitz)
 
     def advance(self, problem: Problem, state: FistaState, stop: int) -> FistaState:
         """The compiled loop from ``state`` until iteration ``stop`` (at most ``max_iter``),
@@ -313,11 +313,12 @@ class FISTA:
         arrays, structure = split(problem)
         # tol, stop and the history stride are traced, so changing them does not recompile.
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
-        stride = jnp.asarray(max(1, -(-self.max_iter // HISTORY_LENGTH)), jnp.int32)
-        tol = jnp.asarray(self.tol, problem.dtype)
+        # Host scalars, as stop below: no device op (a compilation in a fresh process) to make them.
+        stride = np.int32(max(1, -(-self.max_iter // HISTORY_LENGTH)))
+        tol = np.asarray(self.tol, problem.dtype)
 
         def advance(state: FistaState, stop: int) -> FistaState:
-            stop = np.int32(min(stop, self.max_iter))  # a host scalar: no device op to make it
+            stop = np.int32(min(stop, self.max_iter))
             return _advance_jit(static, structure, arrays, state, tol, stop, stride)
 
         return advance

@@ -22,12 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from solvers import checks, sharding
 from solvers.cvxpy_backend import CVXPY_SOLVERS, solve_cvxpy
 from solvers.fista import solve_fista
-from solvers.problem import Problem
+from solvers.problem import Problem, device_array
 from solvers.result import SolveResult
 from solvers.working_set import solve_working_set
 
@@ -44,7 +43,7 @@ def check_x0(problem: Problem, x0: Any) -> jax.Array:
     """x0 (None: zeros) as a finite array of the problem's shape and dtype."""
     if x0 is None:
         return problem.zeros()
-    x0 = jnp.asarray(checks.real_array("x0", x0), problem.dtype)
+    x0 = device_array(checks.real_array("x0", x0), problem.dtype)
     if x0.shape != problem.shape:
         raise ValueError(f"x0 must have the problem shape {problem.shape}; got {x0.shape}")
     return x0

@@ -47,7 +47,7 @@ from solvers.certificate import honest, is_solved, status
 from solvers.compile import problem_jit
 from solvers.fista import solve_fista
 from solvers.penalties import GroupL2
-from solvers.problem import Problem
+from solvers.problem import Problem, device_array
 from solvers.result import SolveResult
 from solvers.screening import (
     check_group_penalty,
@@ -99,8 +99,7 @@ def restrict_groups(problem: Problem, groups: np.ndarray) -> Restriction:
     """
     penalty = check_group_penalty(problem)
     index = penalty.group_indices(problem.shape)[np.asarray(groups, dtype=int)]
-    template = jnp.zeros(problem.shape, problem.dtype)
-    predict = Partial(_embedded_predict, problem.predict, jnp.asarray(index.ravel()), template)
+    predict = Partial(_embedded_predict, problem.predict, _flat(index), problem.zeros())
     sub = Problem(
         predict=predict,
         shape=index.shape,
@@ -118,10 +117,21 @@ def _scatter(shape: tuple[int, ...], flat_index: Array, values: Array) -> Array:
     return full.set(values.ravel(), unique_indices=True).reshape(shape)
 
 
-@jax.jit
-def _gather(x: Array, flat_index: Array) -> Array:
-    """x.ravel()[flat_index], compiled (an eager gather re-traces its indexing every call)."""
-    return jnp.take(x.ravel(), flat_index, unique_indices=True)
+@functools.partial(jax.jit, static_argnums=2)
+def _gather(x: Array, flat_index: Array, shape: tuple[int, ...]) -> Array:
+    """x.ravel()[flat_index] reshaped to ``shape``, compiled (an eager gather re-traces its
+    indexing every call, and each eager op is a compilation in a new process)."""
+    return jnp.take(x.ravel(), flat_index, unique_indices=True).reshape(shape)
+
+
+def _flat(index: np.ndarray) -> Array:
+    """A host index array, flattened, on the device (a transfer, not a compiled copy)."""
+    return jax.device_put(np.ravel(index))
+
+
+def gather(x: Array, index: np.ndarray) -> Array:
+    """The entries of the full variable x at ``index``, in its shape (a restricted variable)."""
+    return _gather(x, _flat(index), np.shape(index))
 
 
 @problem_jit
@@ -134,9 +144,14 @@ def _penalty_value(penalty: GroupL2, x: Array) -> Array:
     return penalty.value(x)
 
 
+@jax.jit
+def _group_norms(penalty: GroupL2, x: Array) -> Array:
+    return penalty.group_norms(x)
+
+
 def embed(problem: Problem, index: np.ndarray, x_r: Array) -> Array:
     """The full variable with x_r at ``index`` and zeros elsewhere."""
-    return _scatter(problem.shape, jnp.asarray(index.ravel()), jnp.asarray(x_r, problem.dtype))
+    return _scatter(problem.shape, _flat(index), device_array(x_r, problem.dtype))
 
 
 def check_restriction(
@@ -165,7 +180,7 @@ def check_restriction(
         )
     # Compiled pieces the solve needs anyway (full predict, the restricted predict, the embedding),
     # so a check costs few compilations of its own.
-    x_r = jnp.asarray(np.random.default_rng(1).standard_normal(sub.shape), problem.dtype)
+    x_r = device_array(np.random.default_rng(1).standard_normal(sub.shape), problem.dtype)
     full = embed(problem, index, x_r)
     a, b = np.asarray(_predict(sub, x_r)), np.asarray(_predict(problem, full))
     scale = 1e4 * float(jnp.finfo(problem.dtype).eps) * max(1.0, float(np.max(np.abs(b))))
@@ -242,7 +257,7 @@ class _Rounds:
                 x, float(cert.primal), float(cert.dual), scores, float(cert.theta)
             )
         sub, index = self.domain
-        x_sub = _gather(x, jnp.asarray(index.ravel())).reshape(sub.shape)
+        x_sub = gather(x, index)
         cert = group_certificate(sub, x_sub, _predict(sub, x_sub))
         scores = np.zeros(self.G)
         scores[self.domain_groups] = np.asarray(cert.scores, float)
@@ -298,7 +313,7 @@ class _Rounds:
     def select(self, cert: _RoundCertificate) -> np.ndarray:
         """The groups of the next working set (sorted)."""
         beta, scores, screened = self.beta, cert.scores, self.screened
-        support = np.asarray(self.penalty.group_norms(cert.x)) > 0
+        support = np.asarray(_group_norms(self.penalty, cert.x)) > 0
         kept = support & (scores >= KEEP_RATIO * beta) & ~screened
         priority = (
             beta - scores
@@ -344,7 +359,7 @@ class _Rounds:
             sub,
             tol=max(0.5 * self.tol, INNER_RATIO * relative),
             max_iter=self.max_iter - self.iterations,
-            x0=_gather(x, jnp.asarray(index.ravel())).reshape(sub.shape),
+            x0=gather(x, index),
             lipschitz=self.lipschitz,
             progress=False,
             **self.fista_options,

@@ -31,3 +31,28 @@ def test_the_test_extra_brings_no_torch_and_no_linter():
     assert names.isdisjoint({"torch", "transformers", "ruff", "convextx"})
     assert {Requirement(line).name for line in extras["bert"]} == {"torch", "transformers"}
     assert "ruff" in {Requirement(line).name for line in extras["dev"]}
+
+
+def test_a_convex_solve_imports_no_trainer():
+    """``convextx.programs`` reaches the models it needs (``baselines.heads``) without the
+    baselines' trainer, optax or the transformer: a cold solve pays only for what it uses."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, convextx.programs\n"
+        "print(sorted({'optax', 'baselines.train', 'baselines.transformer'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_lazy_baselines_name_resolves():
+    import baselines
+
+    assert baselines.__all__ == sorted(baselines.__all__)
+    for name in baselines.__all__:
+        assert getattr(baselines, name) is not None, name
+    assert set(baselines.__all__) <= set(dir(baselines))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        baselines.nothing  # noqa: B018

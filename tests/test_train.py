@@ -15,8 +15,9 @@ import pytest
 import convextx as cx
 from baselines import heads, mlp
 from baselines import train as train_module
+from baselines.objective import SupervisedObjective
 from baselines.optim import learning_rate_schedule, make_optimizer
-from baselines.train import SupervisedObjective, Trainer, log_steps, num_samples
+from baselines.train import Trainer, log_steps, num_samples
 from convextx import zoo
 
 N, n, d, c, h = 12, 3, 2, 2, 2
