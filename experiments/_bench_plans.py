@@ -1,5 +1,6 @@
-"""What ``bench_solvers`` runs in each mode (micro, quick, default, full): the problems of each
-suite and the limits. Sizes are counted in convex-program variables."""
+"""What ``bench_solvers`` runs in each mode (micro, quick, default, full, gpu): the problems of
+each suite and the limits. Sizes are counted in convex-program variables. "gpu" is the plan of
+``experiments/gpu_run.sh``: a few minutes of one GPU, and the same ladder on the CPU beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import NamedTuple
 
 from experiments._bench_programs import Spec
 
-MODES = ("micro", "quick", "default", "full")
+MODES = ("micro", "quick", "default", "full", "gpu")
 
 # The targets of issue 9 (P3 with one token; beta = 0.1 beta_max unless noted).
 TARGET_T1 = Spec("gated", N=2000, n=1, d=50, P=200)  # 1e4 variables
@@ -153,6 +154,23 @@ def make_plan(mode: str) -> Plan:
             cvxpy_timeout=120.0,
             adam_lrs=(1e-2, 1e-1),
             sgd_lrs=(0.1, 1.0),
+        )
+    if mode == "gpu":
+        return Plan(
+            epsilon=_eps_specs(
+                _ladder(10**7, 10**6, 10**6), plain_max=10**6, cvxpy_max=0, nonconvex_max=10**4
+            ),
+            scaling_base=TARGET_T1,
+            scaling_axes={},
+            matmul=(TARGET_T1,),
+            dtype=(TARGET_T1, Spec("scalar", N=1000, n=10, d=1000)),
+            sharded=None,
+            working_set=(TARGET_T1, (0.1,)),
+            t1=None,
+            t2=None,
+            t5=TARGET_T5,
+            cvxpy_timeout=None,
+            repeats=2,
         )
     full = mode == "full"
     return Plan(

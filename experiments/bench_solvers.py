@@ -21,6 +21,7 @@ Suites (all side by side in one process, so ratios share the machine's load):
     python -m experiments.bench_solvers --full        # + plain FISTA and P1/P2 to 1e7, cvxpy
                                                       # to 1e4 (hours on CPU; for a GPU)
     python -m experiments.bench_solvers --suites targets matmul --device cpu --out DIR
+    bash experiments/gpu_run.sh                       # --gpu-plan on a GPU and on the CPU
 
 Writes DIR/bench_solvers.json after every measurement (a rerun with the same DIR skips rows
 already there: resume a killed run; --fresh starts over), then DIR/bench_solvers.md and PNGs
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--micro", action="store_true", help="tiny sizes (smoke test)")
     size.add_argument("--quick", action="store_true", help="smaller sizes")
     size.add_argument("--full", action="store_true", help="largest sizes (hours on CPU)")
+    size.add_argument(
+        "--gpu-plan", action="store_true", help="the plan of experiments/gpu_run.sh (minutes)"
+    )
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--suites", nargs="+", choices=SUITES, default=list(SUITES))
@@ -56,9 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    args.mode = (
-        "micro" if args.micro else "quick" if args.quick else "full" if args.full else "default"
-    )
+    flags = {"micro": args.micro, "quick": args.quick, "full": args.full, "gpu": args.gpu_plan}
+    args.mode = next((mode for mode, given in flags.items() if given), "default")
     return args
 
 
