@@ -30,10 +30,13 @@ seconds (for the twins, training plus the untimed certificate).
 
     python -m experiments.linear_recall            # under an hour on 2 CPU cores
     python -m experiments.linear_recall --quick    # seconds (tests)
+    python -m experiments.linear_recall --cells associative_recall:16 --models convex-linear \
+        --budget 600 --out DIR/recall16.json         # some cells of the grid, a longer budget
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--budget", type=float, default=None, help="seconds per run"),
             p.add_argument("--max-entries", type=int, default=3_000_000),
             p.add_argument("--max-twin-entries", type=int, default=500_000_000),
+            p.add_argument("--cells", nargs="+", type=_cell, default=None, help="TASK:SIZE"),
+            p.add_argument("--models", nargs="+", choices=list(MODELS), default=None),
         ),
         argv,
     )
@@ -136,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("linear_recall has no --full size; the default is the full grid")
     jax.config.update("jax_enable_x64", True)
     size = SIZES[args.size]
+    if args.cells is not None:
+        size = size | {"grid": args.cells}
+    if args.models is not None:
+        size = size | {"models": args.models}
     budget = args.budget or size["budget"]
     path = _common.out_path(args, "linear_recall")
     done = _common.read_json(path)["cells"] if args.resume and path.exists() else []
@@ -165,6 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     _common.write_json(path, {"budget_seconds": budget, "cells": cells})
     print(table(cells))
+
+
+def _cell(text: str) -> tuple[str, int]:
+    """``--cells`` TASK:SIZE as (task, size), e.g. associative_recall:16 (pairs) or needle:32."""
+    task, _, size = text.partition(":")
+    if task not in ("associative_recall", "needle") or not size.isdigit() or int(size) < 1:
+        raise argparse.ArgumentTypeError(
+            f"a cell is associative_recall:PAIRS or needle:LENGTH (a positive int); got {text!r}"
+        )
+    return task, int(size)
 
 
 def _line(cell: dict) -> str:

@@ -1,5 +1,7 @@
 """experiments.linear_recall runs end to end (quick size) and reports every cell."""
 
+import pytest
+
 from experiments import _common, linear_recall
 
 
@@ -29,3 +31,17 @@ def test_the_twin_over_its_activation_limit_is_reported_not_trained(tmp_path):
     linear_recall.main(["--quick", "--out", str(out), "--max-twin-entries", "10"])
     status = {c["model"]: c["status"] for c in _common.read_json(out)["cells"]}
     assert status == {"convex-linear": "optimal", "linear-adam": "too large"}
+
+
+def test_cells_and_models_select_part_of_the_grid(tmp_path):
+    out = tmp_path / "some.json"
+    linear_recall.main(
+        ["--quick", "--out", str(out), "--cells", "needle:5", "--models", "convex-linear"]
+    )
+    cells = _common.read_json(out)["cells"]
+    assert [(c["task"], c["size"], c["model"]) for c in cells] == [("needle", 5, "convex-linear")]
+
+
+def test_a_bad_cell_is_refused():
+    with pytest.raises(SystemExit):
+        linear_recall.main(["--quick", "--cells", "needle:0"])
