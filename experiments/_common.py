@@ -29,6 +29,17 @@ from convextx import _store
 SIZES = ("quick", "default", "full")
 
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+
+
+def repository_environment() -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH, for subprocesses
+    that import the package from the source tree (installed or not)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def results_dir() -> Path:
     """experiments/results/, created if missing."""
     path = Path(__file__).resolve().parent / "results"

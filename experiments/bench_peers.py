@@ -115,7 +115,7 @@ from experiments._peers import (
 if TYPE_CHECKING:
     from convextx.programs import ConvexProgram
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = _common.ROOT
 RUNNER = Path(__file__).resolve().parent / "_peers.py"
 EPSILONS = (1e-4, 1e-6, 1e-8)
 P1_RATIO = 3.0
@@ -243,8 +243,7 @@ def missing(contestant: Contestant, adelie_venv: Path) -> str | None:
 def environment(cache: str | None = "0") -> dict[str, str]:
     """The runners' environment: the repository importable, the compilation cache as given
     (CONVEXTX_COMPILATION_CACHE: "0" off, or a folder)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = _common.repository_environment()
     if cache is not None:
         env["CONVEXTX_COMPILATION_CACHE"] = cache
     return env

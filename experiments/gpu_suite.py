@@ -38,7 +38,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments import _common
+
+ROOT = _common.ROOT
 DEFAULT_OUT = ROOT / "experiments" / "results" / "gpu_run"
 PROBE = (
     "import json, jax; d = jax.devices()[0]; print(json.dumps({'backend': jax.default_backend(),"
@@ -80,9 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def environment() -> dict[str, str]:
     """The steps' environment: the repository importable, output unbuffered."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
+    return _common.repository_environment() | {"PYTHONUNBUFFERED": "1"}
 
 
 def probe(env: dict[str, str]) -> dict:
@@ -135,13 +135,6 @@ def run_step(step: Step, out: Path, env: dict[str, str], smoke: bool, fresh: boo
     return row
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Atomically: a temporary file beside ``path``, then renamed over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def verdicts(out: Path) -> dict:
     """The targets' verdicts of the GPU rows (``bench_solvers``' report), if any were written."""
     from experiments import _bench_report as report
@@ -179,9 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
             row = run_step(step, args.out, env, args.smoke, fresh=step.device not in started)
             started.add(step.device)
         summary["steps"].append(row)
-        write_json(summary_path, summary)
+        _common.write_json(summary_path, summary)
     summary["targets"] = verdicts(args.out)
-    write_json(summary_path, summary)
+    _common.write_json(summary_path, summary)
     for row in summary["steps"]:
         print(f"{row['step']}: {row['status']}", flush=True)
     return summary
