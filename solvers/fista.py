@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
-from tqdm.auto import tqdm
 
 from solvers import checks
 from solvers.certificate import certify, dual_value, honest, is_solved, status
@@ -305,11 +304,13 @@ class FISTA:
     def advance(self, problem: Problem, state: FistaState, stop: int) -> FistaState:
         """The compiled loop from ``state`` until iteration ``stop`` (at most ``max_iter``),
         a certified ``tol`` or a non-finite objective."""
-        return self.loop(problem)(state, stop)
+        return self.loop(problem)(state, stop)[0]
 
-    def loop(self, problem: Problem) -> Callable[[FistaState, int], FistaState]:
+    def loop(self, problem: Problem) -> Callable[[FistaState, int], tuple[FistaState, Array]]:
         """``advance`` on ``problem`` with its arguments prepared once (for a caller that
-        advances in many chunks)."""
+        advances in many chunks); returns the state and ``state.solution``, computed in the
+        same compiled call (an eager division would be one more compilation per shape in a
+        new process)."""
         arrays, structure = split(problem)
         # tol, stop and the history stride are traced, so changing them does not recompile.
         static = dataclasses.replace(self, tol=0.5, max_iter=1, lipschitz=None)
@@ -317,7 +318,7 @@ class FISTA:
         stride = np.int32(max(1, -(-self.max_iter // HISTORY_LENGTH)))
         tol = np.asarray(self.tol, problem.dtype)
 
-        def advance(state: FistaState, stop: int) -> FistaState:
+        def advance(state: FistaState, stop: int) -> tuple[FistaState, Array]:
             stop = np.int32(min(stop, self.max_iter))
             return _advance_jit(static, structure, arrays, state, tol, stop, stride)
 
@@ -336,13 +337,14 @@ def _init_jit(solver: FISTA, structure, arrays, x0: Array, lipschitz: Array | No
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _advance_jit(
     solver: FISTA, structure, arrays, state: FistaState, tol: Array, stop: Array, stride: Array
-) -> FistaState:
+) -> tuple[FistaState, Array]:
     problem = merge(arrays, structure)
-    return jax.lax.while_loop(
+    state = jax.lax.while_loop(
         lambda s: solver.should_continue(s, tol, stop),
         lambda s: solver.update(problem, s, stride),
         state,
     )
+    return state, state.solution
 
 
 def _history(state: FistaState) -> dict[str, np.ndarray]:
@@ -351,24 +353,45 @@ def _history(state: FistaState) -> dict[str, np.ndarray]:
     return {"iteration": rows[:, 0].astype(int), "objective": rows[:, 1], "gap": rows[:, 2]}
 
 
-def _progress_bar(max_iter: int, progress: bool | None) -> tqdm:
+class _HiddenBar:
+    """The part of tqdm's interface that ``solve_fista`` uses, doing nothing: a bar that is
+    never shown costs no import of tqdm (13 ms in a new process)."""
+
+    n = 0
+
+    def __enter__(self) -> _HiddenBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix(self, **values: object) -> None:
+        return None
+
+
+def _progress_bar(max_iter: int, progress: bool | None) -> Any:
     """A bar over iterations: shown when ``progress`` is True, or (None) when stderr is a
     terminal and the solve outlasts ``PROGRESS_DELAY`` seconds; never escape codes in a log."""
     show = sys.stderr.isatty() if progress is None else bool(progress)
+    if not show:
+        return _HiddenBar()
+    from tqdm.auto import tqdm
+
     return tqdm(
         total=max_iter,
         desc="fista",
         unit="it",
-        disable=not show,
         delay=PROGRESS_DELAY if progress is None else 0.0,
         leave=False,
     )
 
 
-def _certified(problem: Problem, state: FistaState) -> tuple[Array, Any]:
-    """The final iterate and its float64 certificate: FISTA's own in float64; a narrower
-    dtype's sums cannot certify tol, so its iterate is re-certified in float64."""
-    x = state.solution
+def _certified(problem: Problem, state: FistaState, x: Array) -> tuple[Array, Any]:
+    """The final iterate x (``state.solution``) and its float64 certificate: FISTA's own in
+    float64; a narrower dtype's sums cannot certify tol, so x is re-certified in float64."""
     if problem.dtype == jnp.float64:
         return x, honest(float(state.primal), float(state.dual))
     return x, certify(problem, x)
@@ -412,7 +435,7 @@ def solve_fista(
     watch = SupportWatch(problem, polish, x0)
     x0, predicted = watch.predict(x0, solver.tol)
     advance = solver.loop(problem)
-    state = jax.block_until_ready(advance(solver.start(problem, x0), 0))  # compiles the loop
+    state, x = jax.block_until_ready(advance(solver.start(problem, x0), 0))  # compiles it
     began = time.perf_counter()
     rows, limit, polished = [], None, None if predicted is None else (x0, predicted)
     chunk = POLISH_CHUNKS[0] if watch.enabled else FIRST_CHUNK
@@ -425,7 +448,7 @@ def solve_fista(
             and np.isfinite(primal)
         ):
             tic = time.perf_counter()
-            state = jax.block_until_ready(advance(state, k + chunk))
+            state, x = jax.block_until_ready(advance(state, k + chunk))
             now = time.perf_counter()
             k, primal, gap = jax.device_get((state.iteration, state.primal, state.gap))
             k, primal, gap = int(k), float(primal), float(gap)
@@ -435,7 +458,7 @@ def solve_fista(
             if now - tic < CHUNK_SECONDS and not (watch.enabled and chunk >= POLISH_CHUNKS[1]):
                 chunk *= 2
             if watch.enabled and gap > solver.tol * max(1.0, abs(primal)):
-                polished = watch.attempt(state.solution, primal, solver.tol)
+                polished = watch.attempt(x, primal, solver.tol)
             if polished is not None:
                 rows.append((k, polished[1].primal, polished[1].gap, time.perf_counter() - began))
                 break
@@ -444,7 +467,7 @@ def solve_fista(
                 break
     k = int(state.iteration)
     limit = limit or ("max_iter" if k >= max_iter and polished is None else None)
-    x, cert = polished if polished is not None else _certified(problem, state)
+    x, cert = polished if polished is not None else _certified(problem, state, x)
     lipschitz = float(state.lipschitz) * float(state.scale) ** 2
     return SolveResult(
         x=x,
@@ -460,4 +483,5 @@ def solve_fista(
         lipschitz=usable_lipschitz(lipschitz, problem.dtype),
         setup_seconds=began - start,
         timeline=_timeline(rows),
+        prediction=None if polished is not None else state.pred_x,
     )

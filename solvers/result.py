@@ -34,6 +34,9 @@ class SolveResult:
     lipschitz: FISTA's final Lipschitz estimate (1 / step size) in the problem's units; pass it
       as the ``lipschitz`` option of a related solve (next beta, larger working set) to skip the
       power method. None for cvxpy, and at scales where a step size would under- or overflow.
+    prediction: ``predict(x)`` when the method computed it along the way (FISTA), else None;
+      a caller that needs A x (working sets, a path) saves a map and, in a new process, a
+      compilation.
     """
 
     x: jax.Array
@@ -49,6 +52,7 @@ class SolveResult:
     lipschitz: float | None = None
     setup_seconds: float = 0.0
     timeline: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    prediction: jax.Array | None = None
 
     @property
     def relative_gap(self) -> float:

@@ -367,7 +367,8 @@ class _Rounds:
         self.lipschitz = inner.lipschitz
         self.iterations += inner.iterations
         self.inner_seconds += inner.seconds
-        return embed(self.problem, np.asarray(index), inner.x), _predict(sub, inner.x)
+        pred = _predict(sub, inner.x) if inner.prediction is None else inner.prediction
+        return embed(self.problem, np.asarray(index), inner.x), pred
 
     def result(self, x: Array) -> SolveResult:
         history = np.array(self.rows, dtype=float)

@@ -263,6 +263,19 @@ def test_gated_gates_are_deduplicated_and_reported():
     assert np.unique(D.T, axis=0).shape[0] == 3
 
 
+@pytest.mark.parametrize("N, P", [(1, 4), (7, 30), (64, 200), (1000, 100)])
+def test_first_distinct_columns_agree_with_numpy_unique(N, P):
+    """The packed-bytes deduplication keeps the same first columns as ``np.unique`` over the
+    columns (ascending), whatever N (a multiple of 8 or not)."""
+    from convextx.families.gated import first_distinct_columns
+
+    rng = np.random.default_rng(N + P)
+    D = (rng.random((N, P // 2)) < 0.5).astype(float)
+    D = D[:, rng.integers(0, P // 2, P)]  # repeats, in random order
+    _, first = np.unique(D.T, axis=0, return_index=True)
+    np.testing.assert_array_equal(first_distinct_columns(D), np.sort(first))
+
+
 def test_sampled_gates_and_patterns_match_their_definition():
     """The compiled draw equals ``sample_gates`` eagerly from ``PRNGKey(seed)`` (every seed
     of the valid range), and the kept columns of D are the gates' patterns."""

@@ -47,6 +47,45 @@ def test_a_convex_solve_imports_no_trainer():
     assert out.stdout.strip() == "[]"
 
 
+COLD_SOLVE = """
+import sys, jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np, convextx as cx
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((40, 1, 5)), rng.standard_normal(40)
+program = cx.convex_program(X, y, kind="gated", beta=0.5, gates=8, dtype="float64")
+assert program.solve(method=sys.argv[1], tol=1e-6).status == "optimal"
+print(sorted(m for m in ("tqdm", "optax", "cvxpy") if m in sys.modules))
+"""
+NAMED_SOLVE_FUNCTIONS = {
+    "_draw", "_patterns", "_init_jit", "_advance_jit", "compiled", "_group_norms", "_gather",
+    "_scatter",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["fista", "working_set"])
+def test_a_cold_solve_compiles_only_named_functions(method):
+    """In a new process every compilation costs a trace, a lowering and a cache load (5-90 ms on
+    2 CPU cores), so a solve runs no eager device op (each would be one more compilation): a
+    FISTA solve of the gated family compiles exactly the gate draw, the patterns, the start and
+    the loop, and imports neither tqdm (no progress bar is shown) nor optax nor cvxpy."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_LOG_COMPILES": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", COLD_SOLVE, method], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+    compiled = re.findall(r"^Compiling jit\((\w+)\)", out.stderr, flags=re.MULTILINE)
+    if method == "fista":
+        assert compiled == ["_draw", "_patterns", "_init_jit", "_advance_jit"]
+    assert set(compiled) <= NAMED_SOLVE_FUNCTIONS, compiled
+
+
 def test_every_lazy_baselines_name_resolves():
     import baselines
 

@@ -125,6 +125,26 @@ def test_max_iter_reports_status_and_gap():
     assert result.history["gap"].shape == (5,)
 
 
+@pytest.mark.parametrize("loss_name", LOSSES)
+def test_fista_reports_the_prediction_of_its_solution(loss_name):
+    """``SolveResult.prediction`` is A x of the returned x (carried by the iterations, not
+    recomputed), in float64 and float32; a polished result, whose x the Newton steps moved,
+    reports None."""
+    problem = make_problem(loss_name, "group")
+    for dtype, rtol in ((jnp.float64, 1e-10), (jnp.float32, 1e-4)):
+        cast = solvers.Problem(
+            problem.predict, problem.shape, problem.loss, problem.penalty, dtype=dtype
+        )
+        result = solvers.solve(cast, tol=1e-6, max_iter=5000)
+        assert result.prediction is not None and result.prediction.dtype == dtype
+        scale = float(np.max(np.abs(np.asarray(cast.predict(result.x)))))
+        np.testing.assert_allclose(
+            np.asarray(result.prediction), np.asarray(cast.predict(result.x)), atol=rtol * scale
+        )
+    polished = solvers.solve(problem, tol=1e-10, max_iter=5000, polish=True)
+    assert polished.method == "fista+newton" and polished.prediction is None
+
+
 def test_history_records_objective_and_gap_per_iteration_or_checkpoint():
     problem = make_problem("logistic", "group")
     result = solvers.solve(problem, tol=1e-8, max_iter=4096)

@@ -97,12 +97,23 @@ def sample(n: int, d: int, num: int, seed: int = 0) -> Gates:
     return Gates(np.asarray(drawn["u1"]), np.asarray(drawn["u2"]))
 
 
+def first_distinct_columns(D: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of the first column of each distinct 0/1 pattern of D (N, P).
+
+    Each column is packed to bytes and the P byte strings are sorted as one void array:
+    13 ms at N = P = 2000 where ``np.unique(D.T, axis=0)`` takes 156 ms, and 1 ms at
+    N = 1000, P = 100 where it takes 55 ms in a fresh process."""
+    packed = np.ascontiguousarray(np.packbits(D.astype(bool), axis=0).T)  # (P, ceil(N/8))
+    rows = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first = np.unique(rows, return_index=True)
+    return np.sort(first)
+
+
 def deduplicate(gates: Gates, D: jax.Array) -> tuple[Gates, jax.Array]:
     """The gates with distinct patterns in D (N, P) (first occurrence kept, order kept), and
     their columns of D."""
     host = np.asarray(D)
-    _, first = np.unique(host.astype(bool).T, axis=0, return_index=True)
-    keep = np.sort(first)
+    keep = first_distinct_columns(host)
     removed = gates.num - keep.size + gates.duplicates_removed
     kept = D if keep.size == gates.num else jnp.asarray(host[:, keep])  # no compiled gather
     return Gates(gates.u1[keep], gates.u2[keep], removed), kept
