@@ -5,12 +5,18 @@
 pytree into its array leaves (traced) and a hashable rest (static: callables, Python scalars,
 the tree structure), and ``problem_jit`` compiles a function of a problem that way: one
 compilation per distinct static part, data passed as arguments.
+
+``collection_paused`` holds off Python's cyclic garbage collector while a solve traces and
+compiles: tracing allocates enough to trigger a full collection, which scans every object of
+the process (JAX's own are about 1e5) and took 85-90 ms of a 0.4 s cold solve on 2 CPU cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -34,6 +40,21 @@ def merge(arrays: list, structure: tuple) -> Any:
     it = iter(arrays)
     leaves = [next(it) if a else s for s, a in zip(static, is_array, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (module docstring); the collector's state
+    is restored on exit, so nested blocks and callers that disabled it themselves are left as
+    they were. Collection resumes at its next threshold: a process that ends first never pays
+    it, a long session pays it once, later. Reference counting frees memory as always."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def problem_jit(fn: Callable) -> Callable:

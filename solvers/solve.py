@@ -24,6 +24,7 @@ from typing import Any
 import jax
 
 from solvers import checks, sharding
+from solvers.compile import collection_paused
 from solvers.cvxpy_backend import CVXPY_SOLVERS, solve_cvxpy
 from solvers.fista import solve_fista
 from solvers.problem import Problem, device_array
@@ -80,9 +81,12 @@ def solve(
                 f"devices: method {method!r} runs on the host; use one of {WARM_STARTS}"
             )
         problem = sharding.shard_samples(problem, devices)
-    if method in WARM_STARTS:
-        x0 = check_x0(problem, x0)
-    result = METHODS[method](problem, tol=tol, max_iter=max_iter, x0=x0, **options)
+    if method in WARM_STARTS:  # the JAX methods: no garbage collection while they trace
+        with collection_paused():
+            x0 = check_x0(problem, x0)
+            result = METHODS[method](problem, tol=tol, max_iter=max_iter, x0=x0, **options)
+    else:
+        result = METHODS[method](problem, tol=tol, max_iter=max_iter, x0=x0, **options)
     if verbose:
         print(result)
     return result

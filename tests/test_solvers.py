@@ -379,3 +379,43 @@ def test_a_fista_fit_never_imports_cvxpy():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "CVXPY False" in done.stdout
+
+
+def test_a_jax_solve_pauses_garbage_collection_and_restores_the_collector():
+    """Under a threshold that collects every few allocations, a FISTA or working-set solve runs
+    no cyclic collection while JAX traces or compiles (tracing would trigger full ones; the
+    counts it accumulated are collected once, on the way out); afterwards, also after a bad
+    argument raised inside the paused block, the collector is as the caller left it."""
+    import gc
+    import traceback
+
+    problem = make_problem("squared", "group")
+    collections = []
+
+    def record(phase, info):
+        if phase == "start":
+            inside_jax = any("/jax/" in frame.filename for frame in traceback.extract_stack())
+            collections.append(inside_jax)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(record)
+    try:
+        gc.set_threshold(10, 1, 1)
+        [[] for _ in range(100)]
+        assert collections == [False] * len(collections) != [], "the recorder sees collections"
+        for method in ("fista", "working_set"):
+            collections.clear()
+            result = solvers.solve(problem, method=method, tol=1e-6, max_iter=2000)
+            assert result.optimal, method
+            assert not any(collections), method
+            assert gc.isenabled()
+        with pytest.raises(ValueError, match="x0"):
+            solvers.solve(problem, x0=np.zeros((1, 1)))
+        assert gc.isenabled()
+        gc.disable()
+        solvers.solve(problem, tol=1e-6)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(record)
