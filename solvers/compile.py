@@ -9,15 +9,6 @@ compilation per distinct static part, data passed as arguments.
 ``collection_paused`` holds off Python's cyclic garbage collector while a solve traces and
 compiles: tracing allocates enough to trigger a full collection, which scans every object of
 the process (JAX's own are about 1e5) and took 85-90 ms of a 0.4 s cold solve on 2 CPU cores.
-
-``FAST_COMPILE`` are the XLA options of the functions that a solve runs a few times (FISTA's
-start with its power method, certificates, maps, gate patterns, the Newton polish): LLVM's
-optimization level 0. Their time is in matrix products, which XLA's CPU backend hands to its
-runtime library at any level, so their run time did not change (warm FISTA and FISTA + polish
-at 1e4 and 1e5 variables), while a first-process solve compiled 0.2-0.4 s faster at 1e4
-(``experiments/bench_peers.py``, cold first). The FISTA loop itself, run for every iteration,
-keeps XLA's default level, and so does the draw of random gates, whose normals at level 0
-differ from an eager draw in the last bit.
 """
 
 from __future__ import annotations
@@ -30,8 +21,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
-FAST_COMPILE: dict[str, Any] = {"xla_backend_optimization_level": 0}  # module docstring
 
 
 def split(tree: Any) -> tuple[list, tuple]:
@@ -69,10 +58,9 @@ def collection_paused() -> Iterator[None]:
 
 
 def problem_jit(fn: Callable) -> Callable:
-    """``fn(problem, *arrays)`` compiled with the problem's non-array leaves static, with the
-    ``FAST_COMPILE`` options (for functions a solve calls a few times, not its inner loop)."""
+    """``fn(problem, *arrays)`` compiled with the problem's non-array leaves static."""
 
-    @functools.partial(jax.jit, static_argnums=0, compiler_options=FAST_COMPILE)
+    @functools.partial(jax.jit, static_argnums=0)
     def compiled(structure: tuple, arrays: list, *args: Any) -> Any:
         return fn(merge(arrays, structure), *args)
 

@@ -41,7 +41,7 @@ from jax.tree_util import Partial
 
 from solvers import checks
 from solvers.certificate import certify, dual_value, honest, is_solved, status
-from solvers.compile import FAST_COMPILE, merge, split
+from solvers.compile import merge, split
 from solvers.polish import SupportWatch
 from solvers.problem import Problem, device_array
 from solvers.result import SolveResult, usable_lipschitz
@@ -329,7 +329,7 @@ class FISTA:
         return self.advance(problem, self.start(problem, x0), self.max_iter)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _init_jit(solver: FISTA, structure, arrays, x0: Array, lipschitz: Array | None) -> FistaState:
     return solver.init(merge(arrays, structure), x0, lipschitz)
 

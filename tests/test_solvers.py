@@ -419,22 +419,3 @@ def test_a_jax_solve_pauses_garbage_collection_and_restores_the_collector():
         gc.enable()
         gc.set_threshold(*threshold)
         gc.callbacks.remove(record)
-
-
-def test_only_the_fista_loop_compiles_at_the_default_optimization_level():
-    """The functions a solve runs a few times (start, certificates, maps, polish, gate
-    patterns) carry ``FAST_COMPILE``; the loop run every iteration keeps XLA's default, and so
-    does the draw of random gates (at level 0 its normals differ from the eager draw in the
-    last bit). (Reads JAX's record of each jitted function's options, ``_jit_info``.)"""
-    from convextx.families import gated
-    from solvers import certificate, compile, fista, polish, screening, working_set
-
-    def options(jitted):
-        return dict(jitted._jit_info.compiler_options_kvs)
-
-    one_shot = [fista._init_jit, gated._patterns]
-    one_shot += [f.compiled for f in (certificate._duality_gap, polish._newton)]
-    one_shot += [screening.group_certificate.compiled, working_set._predict.compiled]
-    assert compile.FAST_COMPILE == {"xla_backend_optimization_level": 0}
-    assert all(options(f) == compile.FAST_COMPILE for f in one_shot)
-    assert options(fista._advance_jit) == options(gated._draw) == {}

@@ -32,7 +32,6 @@ from jax.tree_util import Partial
 from baselines.heads import sample_gates
 from convextx.families._token_groups import TokenGroupFamily
 from solvers import checks
-from solvers.compile import FAST_COMPILE
 
 if TYPE_CHECKING:
     from convextx.programs import ConvexProgram
@@ -76,7 +75,7 @@ class Gates:
         return {"u1": self.u1, "u2": self.u2}
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@jax.jit
 def _patterns(u1: jax.Array, X: jax.Array, u2: jax.Array) -> jax.Array:
     """(P, n), (N, n, d), (P, d) -> D (N, P) in X's dtype. One compiled call: a fresh process
     compiles each eager operation apart (about 45 ms each, too short for the disk cache)."""
